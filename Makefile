@@ -1,0 +1,28 @@
+# The two commands a new user needs: `make train` and `make test`. Each makes
+# .venv with this machine's python3 and installs fastbp into it first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test train bench clean clean-cache
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+train: $(STAMP)
+	$(BIN)/python scripts/train.py
+
+# numba caches each kernel's machine code next to its source and keys it on that
+# file alone; after editing a kernel that others call, drop the cache.
+clean-cache:
+	find kernels -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+clean: clean-cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -1,0 +1,15 @@
+"""fastbp: backpropagation with hand-written numba kernels.
+
+    import fastbp
+    net = fastbp.Network([784, 50, 10])          # or fastbp.TwoLayerNet(784, 50, 10)
+    grads = net.gradient(x_batch, t_batch)        # {"W1": ..., "b1": ..., ...}
+    fastbp.gradient_check(net, x_batch[:3], t_batch[:3])
+
+fastbp.layers has the book's MulLayer, AddLayer, Relu, Sigmoid, Affine,
+SoftmaxWithLoss; fastbp.kernels the numba kernels they run on.
+"""
+from fastbp.gradcheck import gradient_check
+from fastbp.network import Network, TwoLayerNet
+
+__version__ = "0.1.0"
+__all__ = ["Network", "TwoLayerNet", "gradient_check"]

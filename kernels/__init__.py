@@ -1,0 +1,16 @@
+"""fastbp.kernels: numba kernels on flat, C-contiguous float32/float64 arrays.
+
+One module per operation, forward and backward together; outputs come first in
+every signature and are written in place, nothing is allocated in the hot path.
+
+    matmul        x·W products: BLAS (np.dot in @njit) and hand-written loops
+    affine        out = act(x·W + b) forward; dx, dW, db backward
+    relu          max(x, 0) forward; mask backward
+    sigmoid       1/(1+exp(-x)) forward; y(1-y) backward
+    softmax_loss  softmax + cross-entropy (log-sum-exp) forward and backward
+    mlp           a whole multi-layer perceptron over one flat parameter buffer
+    reference     the slow, obvious NumPy version of every kernel (the referee)
+
+Kernels do not check their arguments (numba does not bounds-check): the
+Python layer in fastbp validates everything before a kernel runs.
+"""

@@ -1,0 +1,102 @@
+"""The slow, obvious NumPy version of every kernel: the referee in the tests.
+
+Each function returns new arrays instead of writing into outputs, works in the
+input's dtype (so float32 stays float32, as in the kernels) and is written to
+be read, not to be fast. Names match the kernels they check.
+"""
+import numpy as np
+
+ACTIVATIONS = ("identity", "relu", "sigmoid")
+
+
+def matmul_nn(a, b):
+    return a @ b
+
+
+def matmul_nt(a, b):
+    return a @ b.T
+
+
+def matmul_tn(a, b):
+    return a.T @ b
+
+
+def relu_forward(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward(dout, y):
+    return np.where(y > 0, dout, 0).astype(dout.dtype)
+
+
+def sigmoid_forward(x):
+    with np.errstate(over="ignore"):  # exp(-x) = inf for x << 0 gives the right 0
+        return (1 / (1 + np.exp(-x))).astype(x.dtype)
+
+
+def sigmoid_backward(dout, y):
+    return dout * (1 - y) * y
+
+
+def activation_forward(x, act):
+    name = ACTIVATIONS[act] if isinstance(act, int) else act
+    return {"identity": lambda v: v, "relu": relu_forward, "sigmoid": sigmoid_forward}[name](x)
+
+
+def activation_backward(dout, y, act):
+    name = ACTIVATIONS[act] if isinstance(act, int) else act
+    if name == "identity":
+        return dout
+    return {"relu": relu_backward, "sigmoid": sigmoid_backward}[name](dout, y)
+
+
+def affine_forward(x, W, b, act="identity"):
+    return activation_forward(x @ W + b, act)
+
+
+def affine_backward(dout, out, x, W, act="identity"):
+    # returns dx, dW, db
+    dz = activation_backward(dout, out, act)
+    return dz @ W.T, x.T @ dz, dz.sum(axis=0)
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits, t):
+    # exact: mean of logsumexp(row) - row[t], in float64
+    z = logits.astype(np.float64)
+    m = z.max(axis=1)
+    lse = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(t)), t]))
+
+
+def softmax_loss_forward(logits, t):
+    # returns probs, loss
+    return softmax(logits), cross_entropy(logits, t)
+
+
+def softmax_loss_backward(probs, t, dout=1.0):
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(len(t)), t] = 1
+    return ((probs - onehot) * (dout / len(t))).astype(probs.dtype)
+
+
+def mlp_loss_grad(Ws, bs, x, t, act="relu"):
+    # Layer by layer, as the book's TwoLayerNet does it. Returns loss, [dW], [db].
+    outs = [x]
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        last = l == len(Ws) - 1
+        outs.append(affine_forward(outs[-1], W, b, "identity" if last else act))
+    probs, loss = softmax_loss_forward(outs[-1], t)
+    dout = softmax_loss_backward(probs, t)
+    dWs, dbs = [], []
+    for l in reversed(range(len(Ws))):
+        last = l == len(Ws) - 1
+        dout, dW, db = affine_backward(dout, outs[l + 1], outs[l], Ws[l], "identity" if last else act)
+        dWs.insert(0, dW)
+        dbs.insert(0, db)
+    return loss, dWs, dbs

@@ -1,0 +1,50 @@
+"""Shared test helpers: tolerances per dtype, random data, central differences."""
+import numpy as np
+import pytest
+
+DTYPES = [np.float32, np.float64]
+
+# kernel vs NumPy reference (same dtype, different summation order)
+REF_TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-11, atol=1e-13)}
+
+
+def assert_near(got, want, dtype):
+    """Kernel vs reference, elementwise, with the absolute slack scaled to the result's size:
+    a long float32 sum that cancels to ~0 carries rounding of its terms' size, not its own."""
+    tol = REF_TOL[dtype]
+    scale = max(1.0, float(np.max(np.abs(want)))) if np.size(want) else 1.0
+    np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["rtol"] * scale)
+    assert np.asarray(got).dtype == dtype
+# backprop vs central differences of the float64 function (h = 1e-6 relative scale):
+# float64 is limited by the difference quotient, float32 by float32 rounding
+NUM_TOL = {np.float32: dict(rtol=2e-3, atol=2e-4), np.float64: dict(rtol=1e-6, atol=1e-8)}
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def away_from_zero(rng, shape, dtype, gap=0.05):
+    """Random values with |v| >= gap: central differences never straddle ReLU's kink."""
+    v = rng.standard_normal(shape)
+    v = np.where(np.abs(v) < gap, np.sign(v + 1e-12) * gap, v)
+    return v.astype(dtype)
+
+
+def central_diff(f, arrays, h=1e-6):
+    """d f / d a for each float64 array a in `arrays` (perturbed in place, restored), f() -> float."""
+    grads = []
+    for a in arrays:
+        g = np.zeros_like(a, dtype=np.float64)
+        flat, gflat = a.reshape(-1), g.reshape(-1)
+        for i in range(flat.size):
+            keep = flat[i]
+            flat[i] = keep + h
+            fp = f()
+            flat[i] = keep - h
+            fm = f()
+            flat[i] = keep
+            gflat[i] = (fp - fm) / (2 * h)
+        grads.append(g)
+    return grads
