@@ -1,0 +1,101 @@
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastbp.datasets import MNIST_FILES, load_mnist, read_idx, spiral
+
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
+
+
+@needs_mnist
+def test_load_mnist_conventions():
+    (x, t), (xt, tt) = load_mnist(root=MNIST)
+    assert x.shape == (24000, 784) and x.dtype == np.float32 and xt.shape == (10000, 784)
+    assert 0 <= x.min() and x.max() == 1.0
+    assert t.dtype == np.uint8 and t.shape == (24000,)
+    # label counts stated in shared/data/mnist/README.md
+    assert np.bincount(t).tolist() == [2381, 2732, 2347, 2487, 2347, 2144, 2370, 2489, 2292, 2411]
+    assert t[:5].tolist() == [5, 0, 4, 1, 9]  # the famous first digits of MNIST's training set
+    (xr, th), _ = load_mnist(normalize=False, flatten=False, one_hot_label=True, root=MNIST)
+    assert xr.shape == (24000, 1, 28, 28) and xr.dtype == np.uint8
+    np.testing.assert_array_equal(xr.reshape(24000, 784) / np.float32(255), x)
+    assert th.shape == (24000, 10) and (th.argmax(axis=1) == t).all() and (th.sum(axis=1) == 1).all()
+
+
+def write_idx(path, array, magic=None, extra=b"", cut=0):
+    header = magic if magic is not None else bytes([0, 0, 8, array.ndim])
+    raw = header + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes() + extra
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:len(raw) - cut] if cut else raw)
+
+
+def fake_mnist(root, n_train=5, n_test=3, n_labels=None):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = MNIST_FILES[split]
+        write_idx(root / images, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(root / labels, rng.integers(0, 10, n_labels or n, dtype=np.uint8))
+
+
+def test_small_well_formed_set_loads(tmp_path):
+    fake_mnist(tmp_path)
+    (x, t), (xt, tt) = load_mnist(root=tmp_path)
+    assert x.shape == (5, 784) and xt.shape == (3, 784) and t.shape == (5,)
+
+
+def test_fastbp_data_env_is_the_default_root(tmp_path, monkeypatch):
+    fake_mnist(tmp_path)
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path))
+    assert load_mnist()[0][0].shape == (5, 784)
+    monkeypatch.delenv("FASTBP_DATA")
+    with pytest.raises(FileNotFoundError, match="FASTBP_DATA"):
+        load_mnist()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(cut=10), "truncated"),
+    (dict(extra=b"\0\0"), "trailing bytes"),
+    (dict(magic=bytes([0, 0, 8, 2])), "bad IDX magic"),
+    (dict(magic=bytes([0, 0, 0x0D, 3])), "bad IDX magic"),
+])
+def test_malformed_idx_named_in_error(tmp_path, kwargs, match):
+    fake_mnist(tmp_path)
+    bad = tmp_path / MNIST_FILES["train"][0]
+    write_idx(bad, np.zeros((5, 28, 28), np.uint8), **kwargs)
+    with pytest.raises(ValueError, match=match) as e:
+        load_mnist(root=tmp_path)
+    assert str(bad) in str(e.value)
+
+
+def test_not_gzip_and_short_header(tmp_path):
+    p = tmp_path / "x.gz"
+    p.write_bytes(b"plain text, not gzip")
+    with pytest.raises(ValueError, match="not a readable gzip file"):
+        read_idx(p, 3)
+    with gzip.open(p, "wb") as f:
+        f.write(b"\0\0\x08")
+    with pytest.raises(ValueError, match="shorter than an IDX header"):
+        read_idx(p, 1)
+
+
+def test_count_mismatch_and_missing_files(tmp_path):
+    fake_mnist(tmp_path, n_labels=4)
+    with pytest.raises(ValueError, match="has 5 images but .* has 4 labels"):
+        load_mnist(root=tmp_path)
+    (tmp_path / MNIST_FILES["test"][1]).unlink()
+    with pytest.raises(FileNotFoundError, match="t10k-labels"):
+        load_mnist(root=tmp_path)
+
+
+def test_spiral_is_deterministic_and_balanced():
+    x, t = spiral(50, 3, seed=1)
+    x2, t2 = spiral(50, 3, seed=1)
+    assert x.shape == (150, 2) and x.dtype == np.float32 and np.bincount(t).tolist() == [50] * 3
+    np.testing.assert_array_equal(x, x2)
+    assert np.abs(x).max() <= 1.0
+    with pytest.raises(ValueError):
+        spiral(0, 3)

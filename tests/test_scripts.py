@@ -1,0 +1,53 @@
+"""The scripts reproduce what the seed documents print."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def run(script, *args):
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_buy_apple_prints_the_seed_numbers():
+    # seed 003, In [4] and In [5]; then seed 001's 200 won x 5 (its comment: 5.5 220 1000)
+    assert run("buy_apple.py") == [
+        "220.00000000000003", "price: 220", "dApple: 2.2", "dApple_num: 110", "dTax: 200",
+        "1100.0", "5.5 220.00000000000003 1000"]
+
+
+def test_buy_apple_orange_prints_the_seed_numbers():
+    # seed 003, In [9] and In [10]
+    assert run("buy_apple_orange.py") == [
+        "715.0000000000001", "price: 715", "dApple: 2.2", "dApple_num: 110",
+        "dOrange: 3.3000000000000003", "dOrange_num: 165", "dTax: 650"]
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
+def test_gradient_check_script_on_real_mnist():
+    out = run("gradient_check.py", "--data-dir", str(MNIST))
+    # the seed's lines: mean |backprop - numerical| per parameter, all tiny in float64
+    # (the seed printed 2.9e-13, 8.5e-13, 9.5e-13, 1.2e-10)
+    means = dict(line.split(":") for line in out[:4])
+    assert list(means) == ["W1", "b1", "W2", "b2"]
+    assert all(float(v) < 1e-9 for v in means.values())
+    rows = [line.split() for line in out if re.match(r"^(W|b)\d ", line)]
+    assert len(rows) == 4
+    assert all(float(rel) < 1e-7 for _, _, rel in rows), rows
+
+
+def test_train_script_learns_the_spiral():
+    out = run("train.py", "--epochs", "4")
+    accs = [float(re.search(r"test acc ([\d.]+)", line).group(1)) for line in out if "test acc" in line]
+    assert len(accs) == 5  # epoch 0 (untrained) and 4 epochs
+    assert accs[0] < 0.5 and accs[-1] > 0.9
