@@ -23,6 +23,17 @@ def _row_max(row):
 
 
 @njit(inline="always")
+def _exp_shifted(dst, row, m):
+    # dst[j] = exp(row[j] - m) (all <= 1, no overflow); returns their sum
+    s = row.dtype.type(0)
+    for j in range(row.shape[0]):
+        e = np.exp(row[j] - m)
+        dst[j] = e
+        s += e
+    return s
+
+
+@njit(inline="always")
 def _row_loss(row, label, m, s):
     # logsumexp(row) - row[label] = (m - row[label]) + log(s), in float64:
     # m - row[label] can exceed float32's range for huge finite logits
@@ -52,11 +63,7 @@ def softmax_loss_forward(probs, logits, t):
     for i in range(N):
         row = logits[i]
         m = _row_max(row)
-        s = row.dtype.type(0)
-        for j in range(C):
-            e = np.exp(row[j] - m)
-            probs[i, j] = e
-            s += e
+        s = _exp_shifted(probs[i], row, m)
         inv = type(s)(1) / s
         for j in range(C):
             probs[i, j] *= inv
@@ -85,11 +92,7 @@ def softmax_loss_forward_backward(dlogits, logits, t):
     for i in range(N):
         row = logits[i]
         m = _row_max(row)
-        s = row.dtype.type(0)
-        for j in range(C):
-            e = np.exp(row[j] - m)
-            dlogits[i, j] = e
-            s += e
+        s = _exp_shifted(dlogits[i], row, m)
         total += _row_loss(row, t[i], m, s)
         scale = inv_n / s
         for j in range(C):

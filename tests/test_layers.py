@@ -182,3 +182,15 @@ def _fwd(layer, x):
 def _fwd2(layer):
     layer.forward(np.ones((2, 3)), np.array([0, 1]))
     return layer
+
+
+def test_layers_give_same_answer_for_fortran_and_strided_input(rng):
+    x = rng.standard_normal((4, 6))
+    W, b = rng.standard_normal((6, 3)), rng.standard_normal(3)
+    for variant in (np.asfortranarray(x), np.ascontiguousarray(x[::-1])[::-1]):
+        a, ref = Affine(W, b), Affine(W, b)
+        np.testing.assert_array_equal(a.forward(variant), ref.forward(x))
+        np.testing.assert_array_equal(a.backward(np.ones((4, 3))), ref.backward(np.ones((4, 3))))
+        np.testing.assert_array_equal(Relu().forward(variant), Relu().forward(x))
+    s = SoftmaxWithLoss()
+    assert s.forward(np.asfortranarray(x), np.arange(4)) == SoftmaxWithLoss().forward(x, np.arange(4))
