@@ -1,22 +1,74 @@
-"""Data sets: CS231n's spiral (built in) and MNIST from local IDX files.
+"""Data sets: MNIST and Fashion-MNIST from gzip'd IDX files, and CS231n's spiral.
 
 load_mnist keeps the book's arguments and conventions: normalize gives float32
 in [0, 1] (else uint8), flatten gives (N, 784) (else (N, 1, 28, 28)), labels
-are uint8 (N,) or one-hot float32 (N, 10). It reads the four gzip'd IDX files
-from `root`, else from $FASTBP_DATA; every file is validated before use.
+are uint8 (N,) or one-hot float32 (N, 10). Every file is validated before use
+(magic number, dimensions, exact byte length, image and label counts agree).
+
+Where the files are looked for, in order: `root` if given (only there); else
+$FASTBP_DATA/<name>/, the per-user cache (~/.cache/fastbp/<name>/, or under
+$XDG_CACHE_HOME), and for Fashion-MNIST Debian's /usr/share/datasets/fashion-mnist
+(`apt-get install dataset-fashion-mnist`). Missing files are downloaded when
+download=True: mirror after mirror, each file checked against the official
+md5 sum, written to a temporary file and renamed into place, so the cache never
+holds half a file. md5 sums are checked on downloads only: any well-formed IDX
+pair whose counts agree loads (a 24,000-image prefix of MNIST, say).
 """
 import gzip
+import hashlib
 import math
 import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
 import zlib
+from http.client import HTTPException
 
 import numpy as np
 
-MNIST_FILES = {
+FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
+MNIST_FILES = FILES
+# One entry per data set: where to download from, the official sums, where a system may have it.
+DATASETS = {
+    "mnist": {
+        "mirrors": [
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            "http://yann.lecun.com/exdb/mnist/",
+        ],
+        "md5": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        "system": [],
+    },
+    "fashion-mnist": {
+        "mirrors": [
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ],
+        "md5": {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        "system": ["/usr/share/datasets/fashion-mnist"],
+    },
+}
+SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mnist-sample")
 _UBYTE = 0x08  # IDX type code for unsigned bytes, the only type MNIST uses
+_CHUNK = 1 << 16
+
+
+class DownloadError(OSError):
+    """Every mirror failed for a file; the message lists what each one did."""
 
 
 def read_idx(path, ndim):
@@ -41,6 +93,79 @@ def read_idx(path, ndim):
     return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 
 
+def cache_dir():
+    """The per-user cache folder fastbp downloads into."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastbp")
+
+
+def _all_files():
+    return [n for pair in FILES.values() for n in pair]
+
+
+def _complete(folder):
+    return all(os.path.isfile(os.path.join(folder, n)) for n in _all_files())
+
+
+def candidate_dirs(name):
+    """Folders searched for data set `name` when no root is given, in order."""
+    dirs = []
+    if os.environ.get("FASTBP_DATA"):
+        dirs.append(os.path.join(os.environ["FASTBP_DATA"], name))
+    dirs.append(os.path.join(cache_dir(), name))
+    return dirs + DATASETS[name]["system"]
+
+
+def _fetch(url, path, md5, timeout):
+    """Download url to path via a temporary file in the same folder; md5 checked before the rename."""
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".part")
+    try:
+        digest, size = hashlib.md5(), 0
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+            expected = r.headers.get("Content-Length")
+            while True:
+                block = r.read(_CHUNK)
+                if not block:
+                    break
+                f.write(block)
+                digest.update(block)
+                size += len(block)
+            if expected is not None and size != int(expected):
+                raise OSError(f"truncated: got {size} of {expected} bytes")
+            if digest.hexdigest() != md5:
+                raise OSError(f"md5 {digest.hexdigest()} is not the official {md5}")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def download(name, folder, mirrors=None, timeout=30, log=None):
+    """Fetch the files of data set `name` missing from folder; each from the first mirror that works."""
+    spec = DATASETS[name]
+    mirrors = spec["mirrors"] if mirrors is None else mirrors
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    os.makedirs(folder, exist_ok=True)
+    for fname in _all_files():
+        path = os.path.join(folder, fname)
+        if os.path.isfile(path):
+            continue
+        failures = []
+        for mirror in mirrors:
+            url = mirror + fname
+            log(f"fastbp: downloading {url}")
+            try:
+                _fetch(url, path, spec["md5"][fname], timeout)
+                break
+            except (OSError, HTTPException, ValueError) as e:  # URLError, timeouts, resets, bad sums
+                failures.append(f"{url}: {e}")
+        else:
+            raise DownloadError(f"could not download {fname} for {name}:\n  " + "\n  ".join(failures))
+
+
 def _read_pair(root, images_name, labels_name):
     images_path = os.path.join(root, images_name)
     labels_path = os.path.join(root, labels_name)
@@ -52,28 +177,60 @@ def _read_pair(root, images_name, labels_name):
         raise ValueError(f"{images_path} has {images.shape[0]} images but {labels_path} has "
                          f"{labels.shape[0]} labels")
     if labels.size and labels.max() > 9:
-        raise ValueError(f"{labels_path}: label {labels.max()} is not a digit 0-9")
+        raise ValueError(f"{labels_path}: label {labels.max()} is not a class 0-9")
     return images, labels
 
 
-def load_mnist(normalize=True, flatten=True, one_hot_label=False, root=None):
-    """(x_train, t_train), (x_test, t_test) from the IDX files in root (or $FASTBP_DATA)."""
-    root = root if root is not None else os.environ.get("FASTBP_DATA")
-    if root is None:
-        raise FileNotFoundError("no MNIST folder given: pass root=... or set FASTBP_DATA")
-    root = os.fspath(root)
-    missing = [n for pair in MNIST_FILES.values() for n in pair
-               if not os.path.isfile(os.path.join(root, n))]
+def load_idx_folder(folder, normalize=True, flatten=True, one_hot_label=False):
+    """(x_train, t_train), (x_test, t_test) from the four IDX files in folder, in the book's conventions."""
+    folder = os.fspath(folder)
+    missing = [n for n in _all_files() if not os.path.isfile(os.path.join(folder, n))]
     if missing:
-        raise FileNotFoundError(f"{root}: missing MNIST files {missing}")
+        raise FileNotFoundError(f"{folder}: missing {missing}")
     out = []
     for split in ("train", "test"):
-        images, labels = _read_pair(root, *MNIST_FILES[split])
+        images, labels = _read_pair(folder, *FILES[split])
         x = images.astype(np.float32) / np.float32(255) if normalize else images.copy()
         x = x.reshape(len(x), 784) if flatten else x.reshape(len(x), 1, 28, 28)
         t = np.eye(10, dtype=np.float32)[labels] if one_hot_label else labels.copy()
         out.append((x, t))
     return tuple(out)
+
+
+def locate(name, root=None, download_missing=True, log=None):
+    """The folder holding data set `name`, downloading into it if allowed and needed."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASETS)}")
+    if root is not None:
+        root = os.fspath(root)
+        if not _complete(root):
+            if not download_missing:
+                raise FileNotFoundError(f"{root}: missing {name} files (and download=False)")
+            download(name, root, log=log)
+        return root
+    for folder in candidate_dirs(name):
+        if _complete(folder):
+            return folder
+    target = candidate_dirs(name)[0]
+    if not download_missing:
+        raise FileNotFoundError(f"no {name} files in {candidate_dirs(name)} (and download=False)")
+    download(name, target, log=log)
+    return target
+
+
+def load_mnist(normalize=True, flatten=True, one_hot_label=False, root=None, download=True):
+    """MNIST as (x_train, t_train), (x_test, t_test); see the module docstring for where it looks."""
+    return load_idx_folder(locate("mnist", root, download), normalize, flatten, one_hot_label)
+
+
+def load_fashion_mnist(normalize=True, flatten=True, one_hot_label=False, root=None, download=True):
+    """Fashion-MNIST, the same way as load_mnist (also found in Debian's dataset-fashion-mnist)."""
+    return load_idx_folder(locate("fashion-mnist", root, download), normalize, flatten, one_hot_label)
+
+
+def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False):
+    """The small real-MNIST sample shipped inside the package (see scripts/make_mnist_sample.py)."""
+    return load_idx_folder(SAMPLE_DIR, normalize, flatten, one_hot_label)
 
 
 def spiral(n_per_class=100, n_classes=3, seed=0, noise=0.2):

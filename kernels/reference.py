@@ -100,3 +100,21 @@ def mlp_loss_grad(Ws, bs, x, t, act="relu"):
         dWs.insert(0, dW)
         dbs.insert(0, db)
     return loss, dWs, dbs
+
+
+def optimizer_update(p, g, state, opt, lr, hyper1=0.9, hyper2=0.999, wd=0.0, t=1):
+    # Returns new (p, state) for one block; state is (2, n). The book's ch. 6 rules.
+    g = g + wd * p
+    s = state.copy()
+    if opt == "sgd":
+        return p - lr * g, s
+    if opt == "momentum":
+        s[0] = hyper1 * s[0] - lr * g
+        return p + s[0], s
+    if opt == "adagrad":
+        s[0] = s[0] + g * g
+        return p - lr * g / (np.sqrt(s[0]) + 1e-7), s
+    lr_t = lr * np.sqrt(1.0 - hyper2 ** t) / (1.0 - hyper1 ** t)
+    s[0] = s[0] + (1 - hyper1) * (g - s[0])
+    s[1] = s[1] + (1 - hyper2) * (g * g - s[1])
+    return p - lr_t * s[0] / (np.sqrt(s[1]) + 1e-7), s

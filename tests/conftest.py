@@ -1,4 +1,7 @@
 """Shared test helpers: tolerances per dtype, random data, central differences."""
+import gzip
+import struct
+
 import numpy as np
 import pytest
 
@@ -18,6 +21,17 @@ def assert_near(got, want, dtype):
 # backprop vs central differences of the float64 function (h = 1e-6 relative scale):
 # float64 is limited by the difference quotient, float32 by float32 rounding
 NUM_TOL = {np.float32: dict(rtol=2e-3, atol=2e-4), np.float64: dict(rtol=1e-6, atol=1e-8)}
+
+
+@pytest.fixture(autouse=True)
+def offline_and_private_cache(tmp_path_factory, monkeypatch):
+    """No test reaches the internet or the user's cache: mirrors point at a closed local
+    port (tests that download start their own local server), the cache is a temp folder."""
+    from fastbp import datasets
+    for spec in datasets.DATASETS.values():
+        monkeypatch.setitem(spec, "mirrors", ["http://127.0.0.1:9/"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("FASTBP_DATA", raising=False)
 
 
 @pytest.fixture
@@ -48,3 +62,21 @@ def central_diff(f, arrays, h=1e-6):
             gflat[i] = (fp - fm) / (2 * h)
         grads.append(g)
     return grads
+
+
+def write_idx(path, array, magic=None, extra=b"", cut=0):
+    """A gzip'd IDX file; magic, extra trailing bytes and cut let a test break it."""
+    header = magic if magic is not None else bytes([0, 0, 8, array.ndim])
+    raw = header + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes() + extra
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:len(raw) - cut] if cut else raw)
+
+
+def fake_mnist(root, n_train=5, n_test=3, n_labels=None):
+    """Four small well-formed IDX files (random pixels and labels) in root."""
+    from fastbp.datasets import FILES
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        images, labels = FILES[split]
+        write_idx(root / images, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(root / labels, rng.integers(0, 10, n_labels or n, dtype=np.uint8))

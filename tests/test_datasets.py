@@ -1,11 +1,14 @@
 import gzip
+import os
+import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastbp.datasets import MNIST_FILES, load_mnist, read_idx, spiral
+from conftest import fake_mnist, write_idx
+from fastbp.datasets import FILES, MNIST_FILES, SAMPLE_DIR, load_mnist, load_mnist_sample, read_idx, spiral
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
@@ -26,34 +29,34 @@ def test_load_mnist_conventions():
     assert th.shape == (24000, 10) and (th.argmax(axis=1) == t).all() and (th.sum(axis=1) == 1).all()
 
 
-def write_idx(path, array, magic=None, extra=b"", cut=0):
-    header = magic if magic is not None else bytes([0, 0, 8, array.ndim])
-    raw = header + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes() + extra
-    with gzip.open(path, "wb") as f:
-        f.write(raw[:len(raw) - cut] if cut else raw)
-
-
-def fake_mnist(root, n_train=5, n_test=3, n_labels=None):
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("test", n_test)):
-        images, labels = MNIST_FILES[split]
-        write_idx(root / images, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-        write_idx(root / labels, rng.integers(0, 10, n_labels or n, dtype=np.uint8))
-
-
 def test_small_well_formed_set_loads(tmp_path):
     fake_mnist(tmp_path)
     (x, t), (xt, tt) = load_mnist(root=tmp_path)
     assert x.shape == (5, 784) and xt.shape == (3, 784) and t.shape == (5,)
 
 
-def test_fastbp_data_env_is_the_default_root(tmp_path, monkeypatch):
-    fake_mnist(tmp_path)
-    monkeypatch.setenv("FASTBP_DATA", str(tmp_path))
-    assert load_mnist()[0][0].shape == (5, 784)
+def test_search_order_env_then_cache(tmp_path, monkeypatch):
+    env, cache = tmp_path / "data", tmp_path / "cache"
+    (env / "mnist").mkdir(parents=True)
+    fake_mnist(env / "mnist", n_train=5)
+    (cache / "fastbp" / "mnist").mkdir(parents=True)
+    fake_mnist(cache / "fastbp" / "mnist", n_train=7)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    monkeypatch.setenv("FASTBP_DATA", str(env))
+    assert load_mnist(download=False)[0][0].shape == (5, 784)
     monkeypatch.delenv("FASTBP_DATA")
-    with pytest.raises(FileNotFoundError, match="FASTBP_DATA"):
-        load_mnist()
+    assert load_mnist(download=False)[0][0].shape == (7, 784)
+    shutil.rmtree(cache / "fastbp" / "mnist")
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        load_mnist(download=False)
+
+
+def test_sample_inside_the_package_is_real_mnist():
+    (x, t), (xt, tt) = load_mnist_sample()
+    assert x.shape[1] == 784 and len(x) >= 10000 and len(xt) >= 2000
+    assert t[:5].tolist() == [5, 0, 4, 1, 9]
+    files = [os.path.join(SAMPLE_DIR, n) for pair in FILES.values() for n in pair]
+    assert sum(os.path.getsize(f) for f in files) <= 3_000_000
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -87,8 +90,8 @@ def test_count_mismatch_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match="has 5 images but .* has 4 labels"):
         load_mnist(root=tmp_path)
     (tmp_path / MNIST_FILES["test"][1]).unlink()
-    with pytest.raises(FileNotFoundError, match="t10k-labels"):
-        load_mnist(root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="missing mnist files"):
+        load_mnist(root=tmp_path, download=False)
 
 
 def test_spiral_is_deterministic_and_balanced():

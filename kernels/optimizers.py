@@ -1,0 +1,80 @@
+"""Optimizer updates over one flat parameter buffer, in place (the book's ch. 6 rules).
+
+p, g and the state buffers are (n,) slices of the same layout; the caller runs
+each kernel once per parameter block, passing weight decay for W blocks and 0
+for biases (L2 on weights only, as the book does), so a step is one pass over
+the whole buffer. Weight decay adds wd * p to the gradient.
+
+    sgd       p -= lr * g
+    momentum  v = mu * v - lr * g;  p += v
+    adagrad   h += g * g;  p -= lr * g / (sqrt(h) + 1e-7)
+    adam      m += (1 - b1)(g - m);  v += (1 - b2)(g² - v);  p -= lr_t * m / (sqrt(v) + 1e-7)
+              with lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t) at step t = 1, 2, ...
+"""
+import numpy as np
+from numba import njit
+
+from .config import CACHE, FASTMATH
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam")
+SGD, MOMENTUM, ADAGRAD, ADAM = 0, 1, 2, 3
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def sgd_update(p, g, lr, wd):
+    lr, wd = p.dtype.type(lr), p.dtype.type(wd)
+    for i in range(p.shape[0]):
+        p[i] -= lr * (g[i] + wd * p[i])
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def momentum_update(p, v, g, lr, mu, wd):
+    lr, mu, wd = p.dtype.type(lr), p.dtype.type(mu), p.dtype.type(wd)
+    for i in range(p.shape[0]):
+        v[i] = mu * v[i] - lr * (g[i] + wd * p[i])
+        p[i] += v[i]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def adagrad_update(p, h, g, lr, wd):
+    lr, wd, eps = p.dtype.type(lr), p.dtype.type(wd), p.dtype.type(1e-7)
+    for i in range(p.shape[0]):
+        gi = g[i] + wd * p[i]
+        h[i] += gi * gi
+        p[i] -= lr * gi / (np.sqrt(h[i]) + eps)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def adam_update(p, m, v, g, lr_t, beta1, beta2, wd):
+    lr_t, wd, eps = p.dtype.type(lr_t), p.dtype.type(wd), p.dtype.type(1e-7)
+    c1, c2 = p.dtype.type(1 - beta1), p.dtype.type(1 - beta2)
+    for i in range(p.shape[0]):
+        gi = g[i] + wd * p[i]
+        m[i] += c1 * (gi - m[i])
+        v[i] += c2 * (gi * gi - v[i])
+        p[i] -= lr_t * m[i] / (np.sqrt(v[i]) + eps)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t):
+    # One update of every parameter block. state is (2, n): velocity (momentum), h (adagrad),
+    # m and v (adam). hyper1/hyper2: momentum / (beta1, beta2). t: this step's number, from 1.
+    lr_t = lr
+    if opt == ADAM:
+        lr_t = lr * np.sqrt(1.0 - hyper2 ** t) / (1.0 - hyper1 ** t)
+    n_layers = sizes.shape[0] - 1
+    for l in range(n_layers):
+        for k in range(2):  # W block with weight decay, then b block without
+            start = offsets[2 * l + k]
+            n = sizes[l] * sizes[l + 1] if k == 0 else sizes[l + 1]
+            decay = wd if k == 0 else 0.0
+            p, g = params[start:start + n], grads[start:start + n]
+            s0, s1 = state[0, start:start + n], state[1, start:start + n]
+            if opt == SGD:
+                sgd_update(p, g, lr, decay)
+            elif opt == MOMENTUM:
+                momentum_update(p, s0, g, lr, hyper1, decay)
+            elif opt == ADAGRAD:
+                adagrad_update(p, s0, g, lr, decay)
+            else:
+                adam_update(p, s0, s1, g, lr_t, hyper1, hyper2, decay)

@@ -1,0 +1,41 @@
+"""The training loop over minibatches, compiled: many steps per call, no Python per step.
+
+Sizes as in mlp.py. x (N, D0) and t (N,) are the whole training set, order (N,)
+int64 this epoch's shuffled row order. Step k of a call uses rows
+order[(first + k) * B : (first + k + 1) * B]: they are gathered into the
+contiguous batch buffers xb (B, D0), tb (B,), then one forward + backward
+(mlp_loss_grad) and one optimizer update over the flat buffer follow. The loss
+of each step goes to losses[k]. A non-finite loss stops the call before that
+step's update is applied; the number of steps completed is returned.
+"""
+import numpy as np
+from numba import njit
+
+from .config import CACHE, FASTMATH
+from .mlp import mlp_loss_grad
+from .optimizers import optimizer_step
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def gather_batch(xb, tb, x, t, rows):
+    # xb is (B, D), tb is (B,); rows (B,) indexes x (N, D) and t (N,)
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        xb[i, :] = x[r, :]
+        tb[i] = t[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def train_steps(params, grads, state, acts, deltas, xb, tb, x, t, order, first, steps, offsets,
+                sizes, act, opt, lr, hyper1, hyper2, wd, t0, losses):
+    # t0: the optimizer's step count before this call (Adam's bias correction needs it)
+    B = xb.shape[0]
+    for k in range(steps):
+        start = (first + k) * B
+        gather_batch(xb, tb, x, t, order[start:start + B])
+        loss = mlp_loss_grad(grads, acts, deltas, params, offsets, sizes, xb, tb, act)
+        losses[k] = loss
+        if not np.isfinite(loss):
+            return k
+        optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
+    return steps
