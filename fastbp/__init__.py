@@ -4,12 +4,14 @@
     net = fastbp.Network([784, 50, 10])          # or fastbp.TwoLayerNet(784, 50, 10)
     grads = net.gradient(x_batch, t_batch)        # {"W1": ..., "b1": ..., ...}
     fastbp.gradient_check(net, x_batch[:3], t_batch[:3])
+    history = fastbp.fit(net, x_train, t_train, epochs=10, lr=0.1, eval_data=(x_test, t_test))
 
 fastbp.layers has the book's MulLayer, AddLayer, Relu, Sigmoid, Affine,
 SoftmaxWithLoss; fastbp.kernels the numba kernels they run on.
 """
 from fastbp.gradcheck import gradient_check
 from fastbp.network import Network, TwoLayerNet
+from fastbp.train import TrainingDiverged, fit
 
 __version__ = "0.1.0"
-__all__ = ["Network", "TwoLayerNet", "gradient_check"]
+__all__ = ["Network", "TwoLayerNet", "TrainingDiverged", "fit", "gradient_check"]

@@ -163,7 +163,7 @@ def download(name, folder, mirrors=None, timeout=30, log=None):
             except (OSError, HTTPException, ValueError) as e:  # URLError, timeouts, resets, bad sums
                 failures.append(f"{url}: {e}")
         else:
-            raise DownloadError(f"could not download {fname} for {name}:\n  " + "\n  ".join(failures))
+            raise DownloadError(f"could not download {fname} for {name}: " + "; ".join(failures))
 
 
 def _read_pair(root, images_name, labels_name):

@@ -8,13 +8,12 @@ for the whole network are one compiled call (fastbp.kernels.mlp).
 import math
 import numbers
 import os
-import tempfile
-import zipfile
 from collections.abc import MutableMapping
 
 import numpy as np
 
 from fastbp.checks import as_batch, as_labels, float_dtype
+from fastbp.npzfile import atomic_savez, load_npz
 from fastbp.kernels import affine, mlp
 
 ACTIVATIONS = ("relu", "sigmoid")  # hidden-layer activations a Network offers
@@ -165,7 +164,9 @@ class Network:
     # -- the book's API
     def predict(self, x):
         """Scores (logits) (N, C) for x (N, D), before softmax."""
-        x = self._x(x)
+        return self._logits(self._x(x))
+
+    def _logits(self, x):
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         for s in self._chunks(x.shape[0]):
             xc = x[s:s + PREDICT_CHUNK]
@@ -187,8 +188,10 @@ class Network:
 
     def accuracy(self, x, t):
         """Fraction of samples whose highest score is the label."""
-        _, t = self._xt(x, t)
-        return float(np.mean(self.predict(x).argmax(axis=1) == t))
+        return self._accuracy(*self._xt(x, t))
+
+    def _accuracy(self, x, t):
+        return float(np.mean(self._logits(x).argmax(axis=1) == t))
 
     def gradient(self, x, t):
         """Backprop: {"W1": dL/dW1, ...} as views into one new flat buffer (grads["W1"].base)."""
@@ -224,36 +227,23 @@ class Network:
     # -- files: .npz, never pickle
     def save(self, path):
         """Write the parameters to exactly `path` (.npz), atomically: a crash leaves the old file."""
-        path = os.fspath(path)
-        arrays = {name: view for name, view in self.params.items()}
-        arrays["fastbp_sizes"] = self._sizes
-        arrays["fastbp_activation"] = np.array(self.activation)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_savez(path, **dict(self.params.items()), **self._meta())
+
+    def _meta(self):
+        return {"fastbp_sizes": self._sizes, "fastbp_activation": np.array(self.activation)}
 
     @classmethod
     def load(cls, path):
         """A Network from a file written by save(); every name, shape and dtype is checked first."""
         path = os.fspath(path)
-        try:
-            z = np.load(path, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("not an .npz archive")
-            with z:
-                arrays = {k: z[k] for k in z.files}
-        except FileNotFoundError:
-            raise
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as e:
-            raise ValueError(f"{path}: not a readable fastbp params file ({e})") from None
+        arrays = load_npz(path, "params")
+        net = cls._from_meta(arrays, path)
+        net._assign(arrays, path)
+        return net
+
+    @staticmethod
+    def _from_meta(arrays, path):
+        # the Network that `arrays` (from save or a checkpoint) describes, parameters not yet set
         missing = [k for k in _META if k not in arrays]
         if missing:
             raise ValueError(f"{path}: not a fastbp params file (missing {missing})")
@@ -265,21 +255,24 @@ class Network:
                           dtype=arrays.get("W1", np.empty(0)).dtype)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None
-        expected = [name for name, _, _ in net.layout]
-        extra = sorted(set(arrays) - set(expected) - set(_META))
+        return net
+
+    def _assign(self, arrays, path):
+        # check every name, shape, dtype and value in `arrays` first, then copy them all in
+        expected = [name for name, _, _ in self.layout]
+        extra = sorted(set(arrays) - set(expected) - set(_META) - {k for k in arrays if k.startswith("ckpt_")})
         absent = [n for n in expected if n not in arrays]
         if extra or absent:
-            raise ValueError(f"{path}: parameters do not match sizes {list(net.sizes)}: "
+            raise ValueError(f"{path}: parameters do not match sizes {list(self.sizes)}: "
                              f"missing {absent}, unexpected {extra}")
         for name in expected:
-            a, view = arrays[name], net.params[name]
+            a, view = arrays[name], self.params[name]
             if a.shape != view.shape or a.dtype != view.dtype:
                 raise ValueError(f"{path}: {name} must be {view.dtype}{view.shape}, got {a.dtype}{a.shape}")
             if not np.isfinite(a).all():
                 raise ValueError(f"{path}: {name} holds NaN or Inf")
         for name in expected:
-            net.params[name][...] = arrays[name]
-        return net
+            self.params[name][...] = arrays[name]
 
 
 class TwoLayerNet(Network):

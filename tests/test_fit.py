@@ -1,0 +1,125 @@
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp.datasets import spiral
+from fastbp.kernels import optimizers
+from fastbp.train import TrainState, load_checkpoint, save_checkpoint, total_steps
+
+
+@pytest.fixture(scope="module")
+def data():
+    return spiral(200, 3, seed=0), spiral(100, 3, seed=1)
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 1.0), ("momentum", 0.1), ("adagrad", 0.5),
+                                          ("adam", 0.01)])
+def test_every_optimizer_learns_the_spiral(data, optimizer, lr):
+    (x, t), (xe, te) = data
+    net = fastbp.Network([2, 64, 3], seed=0)
+    h = fastbp.fit(net, x, t, epochs=60, batch_size=30, lr=lr, optimizer=optimizer, seed=0,
+                   eval_data=(xe, te))
+    assert len(h["loss"]) == 60 * 20 and len(h["train_acc"]) == 60 == len(h["eval_acc"])
+    assert h["epoch_step"][:2] == [20, 40]
+    assert np.mean(h["loss"][:20]) > 2 * np.mean(h["loss"][-20:])
+    assert h["eval_acc"][-1] > 0.9, h["eval_acc"][-5:]
+
+
+def test_loop_matches_python_steps_exactly(data):
+    # the compiled loop = gradient on the permuted minibatch + the SGD rule, step for step
+    (x, t), _ = data
+    a = fastbp.Network([2, 8, 3], dtype="float64", seed=3)
+    b = fastbp.Network([2, 8, 3], dtype="float64", seed=3)
+    h = fastbp.fit(a, x, t, iters=7, batch_size=50, lr=0.3, seed=11)
+    order = np.random.default_rng(11).permutation(len(x))
+    for k in range(7):
+        rows = order[k * 50:(k + 1) * 50]
+        assert b.loss(x[rows], t[rows]) == pytest.approx(h["loss"][k], rel=1e-12)
+        g = b.gradient(x[rows], t[rows])
+        for key in b.params:
+            b.params[key] -= 0.3 * g[key]
+    np.testing.assert_allclose(a.flat_params, b.flat_params, rtol=1e-12, atol=1e-14)
+
+
+def test_same_seed_is_bit_identical(data):
+    (x, t), _ = data
+    runs = []
+    for _ in range(2):
+        net = fastbp.Network([2, 16, 3], seed=1)
+        fastbp.fit(net, x, t, epochs=3, batch_size=32, lr=0.2, optimizer="adam", seed=5)
+        runs.append(net.flat_params.copy())
+    np.testing.assert_array_equal(runs[0], runs[1])
+    net = fastbp.Network([2, 16, 3], seed=1)
+    fastbp.fit(net, x, t, epochs=3, batch_size=32, lr=0.2, optimizer="adam", seed=6)
+    assert not np.array_equal(net.flat_params, runs[0])
+
+
+def test_checkpoint_resume_is_bit_identical(data, tmp_path):
+    (x, t), (xe, te) = data
+    kw = dict(batch_size=40, lr=0.05, optimizer="momentum", weight_decay=1e-3, eval_data=(xe, te))
+    whole = fastbp.Network([2, 12, 3], seed=2)
+    h_whole = fastbp.fit(whole, x, t, epochs=5, seed=9, **kw)
+
+    config = {"any": "settings"}
+    path = tmp_path / "ckpt.npz"
+    part = fastbp.Network([2, 12, 3], seed=2)
+    fastbp.fit(part, x, t, epochs=2, seed=9,
+               on_epoch=lambda st: save_checkpoint(path, part, st, config), **kw)
+    net, state = load_checkpoint(path, config)
+    assert state.step == 2 * 15 and state.epoch == 2
+    h = fastbp.fit(net, x, t, epochs=5, state=state, **kw)
+    np.testing.assert_array_equal(net.flat_params, whole.flat_params)
+    assert h["loss"] == h_whole["loss"] and h["eval_acc"] == h_whole["eval_acc"]
+    with pytest.raises(ValueError, match="other settings"):
+        load_checkpoint(path, {"any": "other"})
+    assert fastbp.Network.load(path).sizes == (2, 12, 3)  # a checkpoint is also a params file
+
+
+def test_non_finite_loss_stops_with_the_step(data):
+    (x, t), _ = data
+    net = fastbp.Network([2, 4, 3], seed=0)
+    huge = np.full((60, 2), 3e38, np.float32)  # finite, but x·W overflows float32
+    before = net.flat_params.copy()
+    with pytest.raises(fastbp.TrainingDiverged, match=r"loss became (nan|inf) at step 1 "):
+        fastbp.fit(net, huge, t[:60], iters=3, batch_size=20, seed=0)
+    np.testing.assert_array_equal(net.flat_params, before)  # the bad step was not applied
+
+
+def test_total_steps():
+    assert total_steps(24000, 100) == (240, 240)
+    assert total_steps(24000, 100, iters=10000) == (10000, 240)
+    assert total_steps(50, 100 // 2, epochs=3) == (3, 1)
+    with pytest.raises(ValueError, match="not both"):
+        total_steps(10, 1, iters=1, epochs=1)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(lr=0), ValueError, "lr must be"),
+    (dict(lr=float("nan")), ValueError, "lr must be"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+    (dict(weight_decay=-1), ValueError, "weight_decay"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(batch_size=1000), ValueError, "larger than the 600 training samples"),
+    (dict(iters=2.5), ValueError, "iters must be a positive integer"),
+    (dict(iters=1, epochs=1), ValueError, "not both"),
+    (dict(eval_data=np.zeros((3, 2))), TypeError, "eval_data must be a pair"),
+    (dict(eval_data=(np.zeros((3, 5)), np.zeros(3, int))), ValueError, r"eval_data\[0\] must have shape"),
+])
+def test_fit_refuses_bad_arguments(data, kwargs, exc, match):
+    (x, t), _ = data
+    net = fastbp.Network([2, 4, 3], seed=0)
+    before = net.flat_params.copy()
+    with pytest.raises(exc, match=match):
+        fastbp.fit(net, x, t, **kwargs)
+    np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_fit_refuses_bad_data(data):
+    net = fastbp.Network([2, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="x must have shape"):
+        fastbp.fit(net, np.zeros((10, 3)), np.zeros(10, int))
+    with pytest.raises(ValueError, match="class ids"):
+        fastbp.fit(net, np.zeros((10, 2)), np.full(10, 3))
+    with pytest.raises(TypeError, match="fastbp.Network"):
+        fastbp.fit("net", np.zeros((10, 2)), np.zeros(10, int))
+    assert isinstance(TrainState(net).opt_state, np.ndarray) and optimizers.OPTIMIZERS[0] == "sgd"
