@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 
+# the embedded MNIST sample unless MNIST is already in $$FASTBP_DATA or the cache;
+# `fastbp train` without --no-download fetches the full set instead
 train: $(STAMP)
-	$(BIN)/python scripts/train.py
+	$(BIN)/fastbp train --no-download
 
 # numba caches each kernel's machine code next to its source and keys it on that
 # file alone; after editing a kernel that others call, drop the cache.

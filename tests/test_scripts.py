@@ -51,3 +51,12 @@ def test_train_script_learns_the_spiral():
     accs = [float(re.search(r"test acc ([\d.]+)", line).group(1)) for line in out if "test acc" in line]
     assert len(accs) == 5  # epoch 0 (untrained) and 4 epochs
     assert accs[0] < 0.5 and accs[-1] > 0.9
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
+def test_train_neuralnet_prints_the_seeds_per_epoch_lines():
+    out = run("train_neuralnet.py", "--data-dir", str(MNIST), "--iters", "720")
+    pairs = [tuple(map(float, line.split())) for line in out]
+    assert len(pairs) == 3  # 720 iterations, 240 per epoch on 24,000 images
+    assert all(0 <= a <= 1 and 0 <= b <= 1 for a, b in pairs)
+    assert pairs[-1][1] > 0.9 and pairs[-1][0] > pairs[0][0] - 0.01
