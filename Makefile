@@ -13,8 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The kernels once more with numba's bounds checking on (an out-of-range index raises
+# IndexError instead of reading stray memory), compiled into a cache of their own:
+# numba's cache key does not include the bounds-check setting.
+BOUNDSCHECKED := tests/test_matmul.py tests/test_affine.py tests/test_relu.py tests/test_sigmoid.py \
+	tests/test_softmax_loss.py tests/test_mlp.py tests/test_optimizers.py tests/test_network.py \
+	tests/test_layers.py tests/test_fit.py tests/test_properties.py tests/test_boundscheck.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
+	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(VENV)/numba-boundscheck $(BIN)/python -m pytest -q $(BOUNDSCHECKED)
 
 # the embedded MNIST sample unless MNIST is already in $$FASTBP_DATA or the cache;
 # `fastbp train` without --no-download fetches the full set instead

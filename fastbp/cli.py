@@ -123,6 +123,9 @@ def train(args):
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise CLIError(f"cannot create {out}: {e.strerror}") from None
+    for name in os.listdir(out):  # a run killed mid-write leaves its temporary file behind
+        if name.startswith(".fastbp-") and name.endswith(".tmp"):
+            os.unlink(os.path.join(out, name))
 
     progress = not args.no_progress and sys.stderr.isatty()
     lines = []

@@ -67,11 +67,11 @@ def softmax(logits):
 
 
 def cross_entropy(logits, t):
-    # exact: mean of logsumexp(row) - row[t], in float64
+    # exact: mean of logsumexp(row) - row[t] = (max - row[t]) + log(sum exp(row - max)), in
+    # float64; (max + log(...)) - row[t] would lose the log to rounding when max is huge
     z = logits.astype(np.float64)
     m = z.max(axis=1)
-    lse = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
-    return float(np.mean(lse - z[np.arange(len(t)), t]))
+    return float(np.mean((m - z[np.arange(len(t)), t]) + np.log(np.exp(z - m[:, None]).sum(axis=1))))
 
 
 def softmax_loss_forward(logits, t):

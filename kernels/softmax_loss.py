@@ -6,11 +6,17 @@ through the row maximum (no `+ 1e-7` inside a log), so it is finite and
 accurate for any finite logits. The per-row sum is accumulated in float64
 whatever the input dtype: it is one add per row and keeps the mean exact.
 Backward: dlogits = dout * (softmax(logits) - onehot(t)) / N.
+
+These kernels are compiled WITHOUT fastmath: with `reassoc`, LLVM rewrote
+total + ((m - x) + log s) as ((total + m) - x) + log s, and for a row with
+m ~ 1e11 the float64 rounding of total + m swallowed the other rows' losses
+(found by the property tests). C is small (10), so vectorising the row sums
+bought little anyway.
 """
 import numpy as np
 from numba import njit
 
-from .config import CACHE, FASTMATH
+from .config import CACHE
 
 
 @njit(inline="always")
@@ -40,7 +46,7 @@ def _row_loss(row, label, m, s):
     return (np.float64(m) - np.float64(row[label])) + np.log(np.float64(s))
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE)
 def cross_entropy(logits, t):
     # logits is (N, C), t is (N,); returns the mean loss; writes nothing
     N, C = logits.shape
@@ -55,7 +61,7 @@ def cross_entropy(logits, t):
     return total / N
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE)
 def softmax_loss_forward(probs, logits, t):
     # logits is (N, C), t is (N,), probs is (N, C); returns the mean loss
     N, C = logits.shape
@@ -71,7 +77,7 @@ def softmax_loss_forward(probs, logits, t):
     return total / N
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE)
 def softmax_loss_backward(dlogits, probs, t, dout):
     # probs is (N, C) from forward, t is (N,), dout is the scalar d loss; dlogits is (N, C)
     N, C = probs.shape
@@ -82,7 +88,7 @@ def softmax_loss_backward(dlogits, probs, t, dout):
         dlogits[i, t[i]] -= scale
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE)
 def softmax_loss_forward_backward(dlogits, logits, t):
     # Fused for training (llm.c style): logits is (N, C), t is (N,);
     # writes dlogits (N, C) = (softmax - onehot) / N and returns the mean loss

@@ -72,3 +72,16 @@ def test_backward_matches_central_differences(rng, dtype, N, C):
     l64 = logits.astype(np.float64)
     (num,) = central_diff(lambda: softmax_loss.cross_entropy(l64, t), [l64])
     np.testing.assert_allclose(dx, num, **NUM_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huge_logit_row_does_not_swamp_the_others(dtype):
+    # row 1's max and label logit cancel exactly (loss 0); a reassociated float64 sum
+    # ((total + m) - x) used to lose row 0's log 2 to rounding at 2.7e11 (hypothesis found it)
+    logits = np.array([[0, 0], [2.748779e11, 0]], dtype)
+    t = np.array([0, 0], np.int64)
+    expected = np.log(2) / 2
+    assert softmax_loss.cross_entropy(logits, t) == pytest.approx(expected, rel=1e-14)
+    assert softmax_loss.softmax_loss_forward(np.empty_like(logits), logits, t) == pytest.approx(expected, rel=1e-14)
+    assert softmax_loss.softmax_loss_forward_backward(np.empty_like(logits), logits, t) == \
+        pytest.approx(expected, rel=1e-14)
