@@ -104,7 +104,8 @@ def load_data(dataset, data_dir, download, say):
 
 def train(args):
     import fastbp
-    from fastbp.train import TrainingDiverged, fit, load_checkpoint, save_checkpoint, total_steps
+    from fastbp.train import (TrainingDiverged, compile_for, fit, load_checkpoint, save_checkpoint,
+                              total_steps)
 
     if args.device != "cpu":
         raise CLIError(f"device {args.device!r} is not available in this build; use --device cpu")
@@ -171,6 +172,7 @@ def train(args):
             save_checkpoint(ckpt, net, st, config)
             saved_epoch[0] = st.epoch
 
+    compile_for(args.dtype, args.activation)  # one process at a time on a cold cache
     started = time.perf_counter()
     bar_active[0] = progress
     try:

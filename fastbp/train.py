@@ -6,9 +6,11 @@ Generator; the steps of the epoch then run inside kernels/train.py in chunks
 Everything a run needs to continue (parameters, optimizer state, the
 Generator's state, step, history) is a TrainState; checkpoints save it.
 """
+import contextlib
 import json
 import math
 import numbers
+import os
 import sys
 import time
 
@@ -208,3 +210,53 @@ def load_checkpoint(path, config):
     if len(h["loss"]) != state.step or len(h["train_acc"]) != state.epoch:
         raise ValueError(f"{path}: history does not match step {state.step} / epoch {state.epoch}")
     return net, state
+
+
+# -- compiling before training, one process at a time
+
+@contextlib.contextmanager
+def compile_lock():
+    """An exclusive lock across processes (fcntl; a no-op where there is none) held while
+    kernels compile. numba writes each cache file atomically, but two processes filling a
+    cold cache at once can both number a new signature's file alike; the lock keeps
+    first compiles one at a time, the cache consistent."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: numba's own atomic writes are all there is
+        yield
+        return
+    from fastbp import kernels
+    from fastbp.datasets import cache_dir
+    # beside the cache numba uses: NUMBA_CACHE_DIR, else kernels/__pycache__, else the user's
+    candidates = [os.environ.get("NUMBA_CACHE_DIR"),
+                  os.path.join(os.path.dirname(os.path.abspath(kernels.__file__)), "__pycache__"),
+                  cache_dir()]
+    f = None
+    for folder in filter(None, candidates):
+        try:
+            os.makedirs(folder, exist_ok=True)
+            f = open(os.path.join(folder, "fastbp-compile.lock"), "a")
+            break
+        except OSError:
+            continue
+    if f is None:
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def compile_for(dtype, activation="relu"):
+    """Compile (or load from cache) every kernel fit uses for this dtype, under compile_lock."""
+    with compile_lock():
+        net = Network([2, 2, 2], activation=activation, dtype=dtype, seed=0)
+        x = np.zeros((2, 2), net.dtype)
+        t = np.zeros(2, np.int64)
+        for opt in OPTIMIZER_DEFAULTS:
+            fit(net, x, t, iters=1, batch_size=2, optimizer=opt, seed=0, eval_data=(x, t),
+                progress=False)
+        net.loss(x, t)

@@ -11,7 +11,7 @@ finite before they get here, so skipping 0 * b never hides a NaN.
 import numpy as np
 from numba import njit, prange
 
-from .config import CACHE, FASTMATH
+from .config import CACHE, FASTMATH, LOOP_FASTMATH
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -29,7 +29,7 @@ def matmul_tn_blas(out, a, b):
     np.dot(a.T, b, out)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+@njit(cache=CACHE, fastmath=LOOP_FASTMATH, parallel=True)
 def matmul_nn_loop(out, a, b):
     # a is (M, K), b is (K, N), out is (M, N); one thread per output row
     M, K = a.shape
@@ -44,7 +44,7 @@ def matmul_nn_loop(out, a, b):
                     out[i, j] += aik * b[k, j]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+@njit(cache=CACHE, fastmath=LOOP_FASTMATH, parallel=True)
 def matmul_nt_loop(out, a, b):
     # a is (M, K), b is (N, K), out is (M, N); row-by-row dot products
     M, K = a.shape
@@ -57,7 +57,7 @@ def matmul_nt_loop(out, a, b):
             out[i, j] = s
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+@njit(cache=CACHE, fastmath=LOOP_FASTMATH, parallel=True)
 def matmul_tn_loop(out, a, b):
     # a is (K, M), b is (K, N), out is (M, N); one thread per output row, so no
     # two threads ever add into the same element

@@ -96,3 +96,28 @@ def test_two_trainings_on_a_cold_numba_cache(tmp_path, data):
     a, b = (fastbp.Network.load(tmp_path / f"run{k}" / "params.npz") for k in range(2))
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
     assert any((tmp_path / "numba").rglob("*.nbi"))  # the shared cache was really used
+
+
+def test_float32_and_float64_trainings_race_on_a_cold_cache(tmp_path, data):
+    # different signatures compiled at the same moment into one cache: the case where two
+    # processes could number their cache files alike; compile_lock serialises first compiles
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    args = ["--data-dir", str(data), "--no-download", "--no-progress", "--epochs", "2", "--seed", "3"]
+    procs = []
+    for dtype in ("float32", "float64", "float64", "float32"):
+        cmd, e = cli([*args, "--dtype", dtype, "--out", str(tmp_path / f"run-{dtype}-{len(procs)}")], env)
+        procs.append(subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    for dtype in ("float32", "float64"):
+        runs = [fastbp.Network.load(p / "params.npz") for p in tmp_path.glob(f"run-{dtype}-*")]
+        assert len(runs) == 2 and runs[0].dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(runs[0].flat_params, runs[1].flat_params)
+    # a later process loads everything from that cache instead of compiling; machine code
+    # compiled here or loaded from a cache gives the same bits (fastmath made them differ)
+    cmd, e = cli([*args, "--out", str(tmp_path / "again")], env)
+    assert subprocess.run(cmd, env=e, capture_output=True, timeout=300).returncode == 0
+    again = fastbp.Network.load(tmp_path / "again" / "params.npz")
+    first = fastbp.Network.load(next(tmp_path.glob("run-float32-*")) / "params.npz")
+    np.testing.assert_array_equal(again.flat_params, first.flat_params)
