@@ -123,3 +123,32 @@ def test_fit_refuses_bad_data(data):
     with pytest.raises(TypeError, match="fastbp.Network"):
         fastbp.fit("net", np.zeros((10, 2)), np.zeros(10, int))
     assert isinstance(TrainState(net).opt_state, np.ndarray) and optimizers.OPTIMIZERS[0] == "sgd"
+
+
+def test_bad_checkpoints_are_refused_before_anything_is_assigned(data, tmp_path):
+    (x, t), _ = data
+    config = {"k": 1}
+    path = tmp_path / "ckpt.npz"
+    net = fastbp.Network([2, 5, 3], seed=0)
+    fastbp.fit(net, x, t, epochs=1, batch_size=50, optimizer="adam", seed=0,
+               on_epoch=lambda st: save_checkpoint(path, net, st, config))
+    good = dict(np.load(path, allow_pickle=False))
+    blob = path.read_bytes()
+
+    def refused(match, **changes):
+        arrays = {**good, **changes}
+        bad = tmp_path / "bad.npz"
+        np.savez(bad, **{k: v for k, v in arrays.items() if v is not None})
+        with pytest.raises(ValueError, match=match):
+            load_checkpoint(bad, config)
+
+    refused("optimizer state does not fit", ckpt_opt_state=np.zeros((2, 3), np.float32))
+    refused("optimizer state does not fit", ckpt_opt_state=np.full_like(good["ckpt_opt_state"], np.nan))
+    refused("bad RNG state", ckpt_rng=np.array('{"bit_generator": "nope"}'))
+    refused("history does not match", ckpt_loss=np.zeros(3))
+    refused("not a fastbp checkpoint", ckpt_step=None)
+    refused(r"b1 must be float64\(5,\), got float32", W1=np.zeros((2, 5)))  # W1 sets the dtype
+    refused("not a readable fastbp checkpoint file", W1=np.array([None], dtype=object))
+    (tmp_path / "trunc.npz").write_bytes(blob[: len(blob) // 3])
+    with pytest.raises(ValueError, match="not a readable fastbp checkpoint file"):
+        load_checkpoint(tmp_path / "trunc.npz", config)
