@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from fastbp.checks import as_float_array, as_labels, float_dtype
-from fastbp.kernels import affine, relu, sigmoid, softmax_loss
+from fastbp.kernels import affine, mse_loss, relu, sigmoid, softmax_loss
 
 
 class MulLayer:
@@ -179,3 +179,34 @@ class SoftmaxWithLoss:
         dx = np.empty_like(self.y)
         softmax_loss.softmax_loss_backward(dx, self.y, self._ids, float(dout))
         return dx
+
+
+class MeanSquaredLoss:
+    """Mean over every entry of (y - t)², as seed 003's MSE; t: targets shaped like y
+    (N, C), or class ids (N,) taken as one-hot rows. backward(dout) gives dy."""
+
+    def __init__(self):
+        self.loss = self.y = self.t = None
+
+    def forward(self, y, t):
+        ya = np.asarray(y)
+        if ya.ndim != 2 or 0 in ya.shape:
+            raise ValueError(f"y must be 2-D predictions (N, C) with N, C >= 1, got shape {ya.shape}")
+        self.y = as_float_array(ya, "y")
+        ta = np.asarray(t)
+        if ta.ndim == 1:
+            ta = np.eye(ya.shape[1])[as_labels(ta, ya.shape[0], ya.shape[1])]
+        elif ta.shape != ya.shape:
+            raise ValueError(f"t must have y's shape {ya.shape} (or be (N,) class ids), got {ta.shape}")
+        self.t = as_float_array(ta, "t", self.y.dtype)
+        self.loss = mse_loss.mse_loss_forward(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout=1):
+        if self.y is None:
+            raise RuntimeError("backward called before forward")
+        if not _is_scalar(dout) or not np.isfinite(dout):
+            raise ValueError(f"dout must be a finite number (d loss), got {dout!r}")
+        dy = np.empty_like(self.y)
+        mse_loss.mse_loss_backward(dy, self.y, self.t, float(dout))
+        return dy

@@ -12,13 +12,14 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
-from fastbp.checks import as_batch, as_labels, float_dtype
+from fastbp.checks import as_batch, as_float_array, as_labels, float_dtype
 from fastbp.npzfile import atomic_savez, load_npz
 from fastbp.kernels import affine, mlp
 
 ACTIVATIONS = ("relu", "sigmoid")  # hidden-layer activations a Network offers
+LOSSES = ("softmax_ce", "mse")  # softmax + cross-entropy on the scores, or mean squared error
 PREDICT_CHUNK = 4096  # rows per forward call in predict/loss/accuracy: bounds workspace memory
-_META = ("fastbp_sizes", "fastbp_activation")  # non-parameter entries of a saved .npz
+_META = ("fastbp_sizes", "fastbp_activation", "fastbp_loss")  # non-parameter entries of a saved .npz
 
 
 def param_layout(sizes):
@@ -99,19 +100,24 @@ def _init_std(weight_init, activation, fan_in):
 
 
 class Network:
-    """A fully connected network: Affine → act → ... → Affine → softmax cross-entropy.
+    """A fully connected network: Affine → act → ... → Affine → softmax cross-entropy (or MSE).
 
     sizes: layer widths, e.g. [784, 50, 10]. activation: "relu" or "sigmoid" for
     the hidden layers. weight_init: "he", "xavier", a std (float), or None for
     He with ReLU and Xavier with sigmoid; biases start at 0. dtype: "float32"
     (default) or "float64". seed: int for reproducible weights. device: "cpu".
+    loss: "softmax_ce" (default), or "mse": mean squared error between the last
+    layer's output and targets (one-hot from class ids, or any float (N, C) array).
     """
 
     def __init__(self, sizes, activation="relu", weight_init=None, dtype="float32", seed=None,
-                 device="cpu"):
+                 device="cpu", loss="softmax_ce"):
         self.sizes = _check_sizes(sizes)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.loss_type = loss
         if device != "cpu":
             raise ValueError(f"device must be 'cpu', got {device!r}")
         self.activation = activation
@@ -132,8 +138,9 @@ class Network:
         self._workspaces = {}
 
     def __repr__(self):
+        loss = "" if self.loss_type == "softmax_ce" else f", loss={self.loss_type!r}"
         return (f"Network({list(self.sizes)}, activation={self.activation!r}, "
-                f"dtype={self.dtype.name!r}, params={self._n_params})")
+                f"dtype={self.dtype.name!r}{loss}, params={self._n_params})")
 
     @property
     def flat_params(self):
@@ -155,8 +162,17 @@ class Network:
         return as_batch(x, self.sizes[0], self.dtype)
 
     def _xt(self, x, t):
+        # class ids (N,) int64 for cross-entropy; float targets (N, C) in the net's dtype for MSE
         xb = self._x(x)
-        return xb, as_labels(t, xb.shape[0], self.sizes[-1])
+        n, c = xb.shape[0], self.sizes[-1]
+        if self.loss_type == "softmax_ce":
+            return xb, as_labels(t, n, c)
+        arr = np.asarray(t)
+        if arr.ndim == 2 and arr.dtype.kind in "iuf":
+            if arr.shape != (n, c):
+                raise ValueError(f"t as targets must have shape ({n}, {c}), got {arr.shape}")
+            return xb, as_float_array(arr, "t", self.dtype)
+        return xb, np.eye(c, dtype=self.dtype)[as_labels(t, n, c)]
 
     def _chunks(self, n):
         return range(0, n, PREDICT_CHUNK)
@@ -182,8 +198,9 @@ class Network:
         for s in self._chunks(x.shape[0]):
             xc, tc = x[s:s + PREDICT_CHUNK], t[s:s + PREDICT_CHUNK]
             acts, _ = self._workspace(xc.shape[0])
-            total += xc.shape[0] * mlp.mlp_loss(acts, self.params.flat, self._offsets, self._sizes,
-                                                xc, tc, self._act)
+            loss = mlp.mlp_loss if self.loss_type == "softmax_ce" else mlp.mlp_loss_mse
+            total += xc.shape[0] * loss(acts, self.params.flat, self._offsets, self._sizes, xc, tc,
+                                        self._act)
         return total / x.shape[0]
 
     def accuracy(self, x, t):
@@ -191,7 +208,8 @@ class Network:
         return self._accuracy(*self._xt(x, t))
 
     def _accuracy(self, x, t):
-        return float(np.mean(self._logits(x).argmax(axis=1) == t))
+        labels = t if t.ndim == 1 else t.argmax(axis=1)  # MSE targets: the largest is the class
+        return float(np.mean(self._logits(x).argmax(axis=1) == labels))
 
     def gradient(self, x, t):
         """Backprop: {"W1": dL/dW1, ...} as views into one new flat buffer (grads["W1"].base)."""
@@ -203,8 +221,9 @@ class Network:
     def _loss_grad(self, grads, x, t):
         # the hot path for training loops: arguments already checked
         acts, deltas = self._workspace(x.shape[0])
-        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, self._offsets, self._sizes,
-                                 x, t, self._act)
+        kernel = mlp.mlp_loss_grad if self.loss_type == "softmax_ce" else mlp.mlp_loss_grad_mse
+        return kernel(grads, acts, deltas, self.params.flat, self._offsets, self._sizes, x, t,
+                      self._act)
 
     def numerical_gradient(self, x, t, h=1e-4):
         """Central differences (f(p+h) - f(p-h)) / 2h for every parameter: the slow referee.
@@ -217,6 +236,7 @@ class Network:
             raise ValueError(f"h must be a positive finite step, got {h!r}")
         x, t = self._xt(x, t)
         x = x.astype(np.float64)
+        t = t if t.ndim == 1 else t.astype(np.float64)
         params = self.params.flat.astype(np.float64)
         grads = np.empty_like(params)
         acts = np.empty(x.shape[0] * sum(self.sizes[1:]), np.float64)
@@ -230,7 +250,8 @@ class Network:
         atomic_savez(path, **dict(self.params.items()), **self._meta())
 
     def _meta(self):
-        return {"fastbp_sizes": self._sizes, "fastbp_activation": np.array(self.activation)}
+        return {"fastbp_sizes": self._sizes, "fastbp_activation": np.array(self.activation),
+                "fastbp_loss": np.array(self.loss_type)}
 
     @classmethod
     def load(cls, path):
@@ -244,14 +265,16 @@ class Network:
     @staticmethod
     def _from_meta(arrays, path):
         # the Network that `arrays` (from save or a checkpoint) describes, parameters not yet set
-        missing = [k for k in _META if k not in arrays]
+        missing = [k for k in _META[:2] if k not in arrays]  # files from before "loss" lack it
         if missing:
             raise ValueError(f"{path}: not a fastbp params file (missing {missing})")
         sizes, act = arrays["fastbp_sizes"], arrays["fastbp_activation"]
-        if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or act.ndim != 0 or act.dtype.kind != "U":
-            raise ValueError(f"{path}: malformed fastbp_sizes/fastbp_activation entries")
+        loss = arrays.get("fastbp_loss", np.array("softmax_ce"))
+        if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or \
+                any(a.ndim != 0 or a.dtype.kind != "U" for a in (act, loss)):
+            raise ValueError(f"{path}: malformed fastbp_sizes/fastbp_activation/fastbp_loss entries")
         try:
-            net = Network([int(s) for s in sizes], activation=str(act),
+            net = Network([int(s) for s in sizes], activation=str(act), loss=str(loss),
                           dtype=arrays.get("W1", np.empty(0)).dtype)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None

@@ -83,6 +83,9 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=0.1, optimizer
     """
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
+    if net.loss_type != "softmax_ce":
+        raise ValueError(f"fit trains loss='softmax_ce' networks; for loss={net.loss_type!r} use "
+                         f"net.gradient() and an update of your own")
     _positive_int(iters, "iters")
     _positive_int(epochs, "epochs")
     _positive_int(batch_size, "batch_size")

@@ -118,3 +118,11 @@ def optimizer_update(p, g, state, opt, lr, hyper1=0.9, hyper2=0.999, wd=0.0, t=1
     s[0] = s[0] + (1 - hyper1) * (g - s[0])
     s[1] = s[1] + (1 - hyper2) * (g * g - s[1])
     return p - lr_t * s[0] / (np.sqrt(s[1]) + 1e-7), s
+
+
+def mse_loss(y, t):
+    return float(np.mean((y.astype(np.float64) - t) ** 2))
+
+
+def mse_loss_backward(y, t, dout=1.0):
+    return (2 * dout * (y - t) / y.size).astype(y.dtype)
