@@ -60,3 +60,24 @@ def test_train_neuralnet_prints_the_seeds_per_epoch_lines():
     assert len(pairs) == 3  # 720 iterations, 240 per epoch on 24,000 images
     assert all(0 <= a <= 1 and 0 <= b <= 1 for a, b in pairs)
     assert pairs[-1][1] > 0.9 and pairs[-1][0] > pairs[0][0] - 0.01
+
+
+def test_manual_backprop_shows_where_the_seed_formulas_go_wrong():
+    out = run("manual_backprop.py", "--steps", "300")
+    rows = {line.split()[0]: line for line in out if line.startswith(("w1[", "w2["))}
+    assert len(rows) == 8
+    assert all("seed formula is wrong" in rows[f"w1[{i}][{j}]"] for i in range(2) for j in range(2))
+    assert not any("wrong" in rows[f"w2[{i}][{j}]"] for i in range(2) for j in range(2))
+    for line in rows.values():  # numerical, kernels and graph columns agree to 6 decimals
+        num, _, ker, gra = line.split()[1:5]
+        assert num == ker == gra
+    assert [line.split()[0] for line in out if line.startswith("[")] == ["[0]", "[100]", "[200]"]
+    assert out[-1].startswith("kernels and graph end 0.0e+00 apart")
+
+
+def test_graph_examples_print_the_seed_and_cs231n_numbers(tmp_path):
+    out = run("graph_examples.py", "--out", str(tmp_path))
+    assert out[0] == "buy_apple: 220.00000000000003"
+    assert out[3] == ("  dapple = 2.2, dapple_num = 110.00000000000001, dorange = 3.3000000000000003, "
+                      "dorange_num = 165.0, dtax = 650.0")
+    assert out[5] == "  dx = -4.0, dy = -4.0, dz = 3.0"
