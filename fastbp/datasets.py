@@ -19,13 +19,14 @@ import hashlib
 import math
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
 from http.client import HTTPException
 
 import numpy as np
+
+from fastbp.files import atomic_file
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -117,30 +118,21 @@ def candidate_dirs(name):
 
 
 def _fetch(url, path, md5, timeout):
-    """Download url to path via a temporary file in the same folder; md5 checked before the rename."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".part")
-    try:
-        digest, size = hashlib.md5(), 0
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
-            expected = r.headers.get("Content-Length")
-            while True:
-                block = r.read(_CHUNK)
-                if not block:
-                    break
-                f.write(block)
-                digest.update(block)
-                size += len(block)
-            if expected is not None and size != int(expected):
-                raise OSError(f"truncated: got {size} of {expected} bytes")
-            if digest.hexdigest() != md5:
-                raise OSError(f"md5 {digest.hexdigest()} is not the official {md5}")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Download url to path atomically; the md5 is checked before the file takes its name."""
+    digest, size = hashlib.md5(), 0
+    with atomic_file(path) as f, urllib.request.urlopen(url, timeout=timeout) as r:
+        expected = r.headers.get("Content-Length")
+        while True:
+            block = r.read(_CHUNK)
+            if not block:
+                break
+            f.write(block)
+            digest.update(block)
+            size += len(block)
+        if expected is not None and size != int(expected):
+            raise OSError(f"truncated: got {size} of {expected} bytes")
+        if digest.hexdigest() != md5:
+            raise OSError(f"md5 {digest.hexdigest()} is not the official {md5}")
 
 
 def download(name, folder, mirrors=None, timeout=30, log=None):

@@ -151,25 +151,22 @@ class Affine:
         return dx.reshape(self.original_x_shape)
 
 
-class SoftmaxWithLoss:
-    """Softmax over classes, then mean cross-entropy against t (class ids or one-hot rows)."""
+class _Loss:
+    """What the loss layers share: forward keeps y (what backward needs) and the targets;
+    backward(dout) scales the kernel's gradient by the upstream d loss."""
+
+    _backward = None  # the kernel: (dx, y, targets, dout)
 
     def __init__(self):
-        self.loss = None
-        self.y = None  # softmax output
-        self.t = None  # labels as given
-        self._ids = None
+        self.loss = self.y = self.t = None
+        self._targets = None
 
-    def forward(self, x, t):
+    @staticmethod
+    def _scores(x, name, what):
         xa = np.asarray(x)
         if xa.ndim != 2 or 0 in xa.shape:
-            raise ValueError(f"x must be 2-D scores (N, C) with N, C >= 1, got shape {xa.shape}")
-        xa = as_float_array(xa, "x")
-        self._ids = as_labels(t, xa.shape[0], xa.shape[1])
-        self.t = t
-        self.y = np.empty_like(xa)
-        self.loss = softmax_loss.softmax_loss_forward(self.y, xa, self._ids)
-        return self.loss
+            raise ValueError(f"{name} must be 2-D {what} (N, C) with N, C >= 1, got shape {xa.shape}")
+        return as_float_array(xa, name)
 
     def backward(self, dout=1):
         if self.y is None:
@@ -177,36 +174,37 @@ class SoftmaxWithLoss:
         if not _is_scalar(dout) or not np.isfinite(dout):
             raise ValueError(f"dout must be a finite number (d loss), got {dout!r}")
         dx = np.empty_like(self.y)
-        softmax_loss.softmax_loss_backward(dx, self.y, self._ids, float(dout))
+        self._backward(dx, self.y, self._targets, float(dout))
         return dx
 
 
-class MeanSquaredLoss:
+class SoftmaxWithLoss(_Loss):
+    """Softmax over classes, then mean cross-entropy against t (class ids or one-hot rows)."""
+
+    _backward = staticmethod(softmax_loss.softmax_loss_backward)
+
+    def forward(self, x, t):
+        xa = self._scores(x, "x", "scores")
+        self._targets = as_labels(t, xa.shape[0], xa.shape[1])
+        self.t = t
+        self.y = np.empty_like(xa)  # the softmax output, as in the book
+        self.loss = softmax_loss.softmax_loss_forward(self.y, xa, self._targets)
+        return self.loss
+
+
+class MeanSquaredLoss(_Loss):
     """Mean over every entry of (y - t)², as seed 003's MSE; t: targets shaped like y
     (N, C), or class ids (N,) taken as one-hot rows. backward(dout) gives dy."""
 
-    def __init__(self):
-        self.loss = self.y = self.t = None
+    _backward = staticmethod(mse_loss.mse_loss_backward)
 
     def forward(self, y, t):
-        ya = np.asarray(y)
-        if ya.ndim != 2 or 0 in ya.shape:
-            raise ValueError(f"y must be 2-D predictions (N, C) with N, C >= 1, got shape {ya.shape}")
-        self.y = as_float_array(ya, "y")
+        self.y = self._scores(y, "y", "predictions")
         ta = np.asarray(t)
         if ta.ndim == 1:
-            ta = np.eye(ya.shape[1])[as_labels(ta, ya.shape[0], ya.shape[1])]
-        elif ta.shape != ya.shape:
-            raise ValueError(f"t must have y's shape {ya.shape} (or be (N,) class ids), got {ta.shape}")
-        self.t = as_float_array(ta, "t", self.y.dtype)
+            ta = np.eye(self.y.shape[1])[as_labels(ta, *self.y.shape)]
+        elif ta.shape != self.y.shape:
+            raise ValueError(f"t must have y's shape {self.y.shape} (or be (N,) class ids), got {ta.shape}")
+        self.t = self._targets = as_float_array(ta, "t", self.y.dtype)
         self.loss = mse_loss.mse_loss_forward(self.y, self.t)
         return self.loss
-
-    def backward(self, dout=1):
-        if self.y is None:
-            raise RuntimeError("backward called before forward")
-        if not _is_scalar(dout) or not np.isfinite(dout):
-            raise ValueError(f"dout must be a finite number (d loss), got {dout!r}")
-        dy = np.empty_like(self.y)
-        mse_loss.mse_loss_backward(dy, self.y, self.t, float(dout))
-        return dy

@@ -13,7 +13,7 @@ from collections.abc import MutableMapping
 import numpy as np
 
 from fastbp.checks import as_batch, as_float_array, as_labels, float_dtype
-from fastbp.npzfile import atomic_savez, load_npz
+from fastbp.files import atomic_savez, load_npz
 from fastbp.kernels import affine, mlp
 
 ACTIVATIONS = ("relu", "sigmoid")  # hidden-layer activations a Network offers

@@ -20,7 +20,7 @@ from fastbp.checks import as_batch, as_labels
 from fastbp.kernels import optimizers
 from fastbp.kernels.train import train_steps
 from fastbp.network import Network
-from fastbp.npzfile import atomic_savez, load_npz
+from fastbp.files import atomic_savez, load_npz
 
 # optimizer: (hyper1, hyper2) defaults, the book's: momentum 0.9; Adam beta1 0.9, beta2 0.999
 OPTIMIZER_DEFAULTS = {"sgd": (0.0, 0.0), "momentum": (0.9, 0.0), "adagrad": (0.0, 0.0),

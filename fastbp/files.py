@@ -1,4 +1,9 @@
-"""Reading and writing .npz safely: atomic writes, no pickles on read."""
+"""Files written safely, .npz read without pickles.
+
+atomic_file: write to a temporary file beside the target, fsync, rename: a crash
+at any moment leaves either the old file or the new one, never half of one.
+"""
+import contextlib
 import os
 import tempfile
 import zipfile
@@ -6,15 +11,15 @@ import zipfile
 import numpy as np
 
 
-def atomic_savez(path, **arrays):
-    """np.savez to exactly `path` via a temporary file, fsync and rename: a crash at any
-    moment leaves either the old file or the new one, never half of one."""
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file object that becomes `path` only if the with-block ends without an error."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".npz.tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -31,8 +36,14 @@ def atomic_savez(path, **arrays):
         pass
 
 
+def atomic_savez(path, **arrays):
+    """np.savez to exactly `path` (no .npz appended), atomically."""
+    with atomic_file(path) as f:
+        np.savez(f, **arrays)
+
+
 def load_npz(path, what):
-    """{name: array} from an .npz written by atomic_savez, never unpickling; ValueError if unreadable."""
+    """{name: array} from an .npz, never unpickling; ValueError naming `what` if unreadable."""
     path = os.fspath(path)
     try:
         z = np.load(path, allow_pickle=False)
