@@ -3,9 +3,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+BENCH_FAIL ?= median:15%
 STAMP := $(VENV)/.installed
 
-.PHONY: test train bench clean clean-cache
+.PHONY: test train bench bench-compare bench-report clean clean-cache
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,19 @@ test: $(STAMP)
 # `fastbp train` without --no-download fetches the full set instead
 train: $(STAMP)
 	$(BIN)/fastbp train --no-download
+
+# pytest-benchmark suites (bench/): saved under .benchmarks/ for later comparison.
+# bench-compare fails when a benchmark's median got more than 15% slower than the last save
+# (make bench-compare BENCH_FAIL=median:25% on a noisy machine).
+bench: $(STAMP)
+	$(BIN)/python -m pytest bench --benchmark-only --benchmark-autosave
+
+bench-compare: $(STAMP)
+	$(BIN)/python -m pytest bench --benchmark-only --benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL)
+
+# the side-by-side report: one process, ratios, JSON and a PNG chart in bench/results/
+bench-report: $(STAMP)
+	$(BIN)/python scripts/bench.py
 
 # numba caches each kernel's machine code next to its source and keys it on that
 # file alone; after editing a kernel that others call, drop the cache.
