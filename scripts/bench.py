@@ -4,8 +4,8 @@ cold/warm start. Writes bench/results/<machine>-<date>.json and a PNG bar chart.
 
     python scripts/bench.py [--rounds 30] [--out bench/results]
 
-Each contender's step is built (compiled, warmed up) first; then rounds interleave the
-contenders so that machine noise falls on all of them alike; medians are reported.
+Each contender's step is built (compiled, warmed up) first, then timed in a block of its
+own after a pause that lets the other libraries' thread pools park; medians are reported.
 The BLAS floor is NumPy's BLAS doing only the step's matrix products (same shapes, dtype).
 """
 import argparse
@@ -39,37 +39,60 @@ def machine():
     return model, os.cpu_count()
 
 
-def time_steps(fns, rounds, min_seconds=0.05, settle=0.5):
-    """{name: median seconds per step}, rounds interleaved across the contenders.
+def time_steps(fns, rounds, min_seconds=0.05, settle=1.0):
+    """{name: median seconds per step}: each contender timed in its own block of rounds.
 
-    Before each contender's block the process sleeps `settle` seconds: NumPy's and
-    SciPy's (numba's) OpenBLAS are two thread pools, and one left spinning after its
-    last call slowed the other 3.5x (measured), and PyTorch's OpenMP pool spins ~200 ms
-    after its last call -- contention no single-library program has.
+    NumPy's and SciPy's (numba's) OpenBLAS are two thread pools and PyTorch's OpenMP a
+    third; one left spinning after its last call slowed the next contender up to 3.5x
+    (measured), contention no single-library program has. So: before each block the
+    process sleeps `settle` seconds (the pools park), warms the contender up for 0.3 s,
+    then times `rounds` rounds of ~min_seconds each; the median round is reported.
     """
-    reps = {}
-    for name, fn in fns.items():  # warm up ~0.3 s (allocators, thread pools), then size the rounds
+    out = {}
+    for name, fn in fns.items():
+        with _only_own_pool(name):
+            out[name] = _time_one(fn, rounds, min_seconds, settle)
+    return out
+
+
+# which shared library each contender's threads live in (threadpoolctl's filepath)
+_OWN_POOL = {"fastbp": "scipy.libs", "numpy": "numpy.libs", "blas_floor": "numpy.libs", "torch": "torch"}
+
+
+def _only_own_pool(name):
+    """While `name` is timed, every other thread pool is cut to 1 thread: a 1-thread pool has
+    no workers left to spin on the two cores (threadpoolctl; a no-op without it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    controller = ThreadpoolController()
+    others = controller.select(filepath=[p["filepath"] for p in controller.info()
+                                         if _OWN_POOL[name] not in p["filepath"]])
+    return others.limit(limits=1)
+
+
+def _time_one(fn, rounds, min_seconds, settle):
+    if True:
         time.sleep(settle)
         calls, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < 0.3:
             fn()
             calls += 1
-        per_call = (time.perf_counter() - t0) / calls
-        reps[name] = max(1, int(min_seconds / per_call))
-    samples = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            time.sleep(settle)
+        reps = max(1, int(min_seconds * calls / (time.perf_counter() - t0)))
+        per_step = []
+        for _ in range(rounds):
             t0 = time.perf_counter()
-            for _ in range(reps[name]):
+            for _ in range(reps):
                 fn()
-            samples[name].append((time.perf_counter() - t0) / reps[name] / getattr(fn, "steps_per_call", 1))
-    return {name: float(np.median(v)) for name, v in samples.items()}
+            per_step.append((time.perf_counter() - t0) / reps / getattr(fn, "steps_per_call", 1))
+        return float(np.median(per_step))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     args = ap.parse_args()
     try:
@@ -82,7 +105,7 @@ def main():
     report = {"machine": model, "cores": cores, "date": datetime.date.today().isoformat(),
               "numpy": np.__version__, "torch": torch_version, "dtype": "float32", "configs": []}
     print(f"{model}, {cores} cores; NumPy {np.__version__}, PyTorch {torch_version or 'not installed'}; "
-          f"float32, median of {args.rounds} interleaved rounds")
+          f"float32, median of {args.rounds} rounds per contender")
     print(f"{'config':24} {'fastbp':>9} {'NumPy':>9} {'PyTorch':>9} {'BLAS':>9}  {'fb/BLAS':>7} "
           f"{'torch/fb':>8} {'numpy/fb':>8} {'samples/s':>10} {'GFLOP/s':>8}")
     for sizes, batch in steps.CONFIGS:
