@@ -149,7 +149,7 @@ def main():
     x, t = steps.data((784, 50, 10), 100)
     net.gradient(x, t)
     net.numerical_gradient(x[:1], t[:1])
-    bp = time_steps({"bp": lambda: net.gradient(x, t)}, args.rounds)["bp"]
+    bp = time_steps({"fastbp": lambda: net.gradient(x, t)}, args.rounds)["fastbp"]
     t0 = time.perf_counter()
     net.numerical_gradient(x, t)
     num = time.perf_counter() - t0
