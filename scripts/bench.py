@@ -5,7 +5,7 @@ cold/warm start. Writes bench/results/<machine>-<date>.json and a PNG bar chart.
     python scripts/bench.py [--rounds 30] [--out bench/results]
 
 Each contender's step is built (compiled, warmed up) first, then timed in a block of its
-own after a pause that lets the other libraries' thread pools park; medians are reported.
+own while the other libraries' thread pools are cut to one thread; medians are reported.
 The BLAS floor is NumPy's BLAS doing only the step's matrix products (same shapes, dtype).
 """
 import argparse
@@ -44,9 +44,9 @@ def time_steps(fns, rounds, min_seconds=0.05, settle=1.0):
 
     NumPy's and SciPy's (numba's) OpenBLAS are two thread pools and PyTorch's OpenMP a
     third; one left spinning after its last call slowed the next contender up to 3.5x
-    (measured), contention no single-library program has. So: before each block the
-    process sleeps `settle` seconds (the pools park), warms the contender up for 0.3 s,
-    then times `rounds` rounds of ~min_seconds each; the median round is reported.
+    (measured), contention no single-library program has. So each contender is timed
+    with the other pools cut to one thread, after `settle` seconds' pause and a 0.3 s
+    warm-up, in `rounds` rounds of ~min_seconds each; the median round is reported.
     """
     out = {}
     for name, fn in fns.items():
@@ -74,25 +74,24 @@ def _only_own_pool(name):
 
 
 def _time_one(fn, rounds, min_seconds, settle):
-    if True:
-        time.sleep(settle)
-        calls, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < 0.3:
+    time.sleep(settle)
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.3:
+        fn()
+        calls += 1
+    reps = max(1, int(min_seconds * calls / (time.perf_counter() - t0)))
+    per_step = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
             fn()
-            calls += 1
-        reps = max(1, int(min_seconds * calls / (time.perf_counter() - t0)))
-        per_step = []
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                fn()
-            per_step.append((time.perf_counter() - t0) / reps / getattr(fn, "steps_per_call", 1))
-        return float(np.median(per_step))
+        per_step.append((time.perf_counter() - t0) / reps / getattr(fn, "steps_per_call", 1))
+    return float(np.median(per_step))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=21)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     args = ap.parse_args()
     try:
