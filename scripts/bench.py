@@ -2,7 +2,7 @@
 process, per SGD step, float32, as ratios. Also backprop vs numerical gradient and
 cold/warm start. Writes bench/results/<machine>-<date>.json and a PNG bar chart.
 
-    python scripts/bench.py [--rounds 30] [--out bench/results]
+    python scripts/bench.py [--rounds 15] [--out bench/results]
 
 Each contender's step is built (compiled, warmed up) first, then timed in a block of its
 own while the other libraries' thread pools are cut to one thread; medians are reported.
