@@ -198,9 +198,8 @@ class Network:
         for s in self._chunks(x.shape[0]):
             xc, tc = x[s:s + PREDICT_CHUNK], t[s:s + PREDICT_CHUNK]
             acts, _ = self._workspace(xc.shape[0])
-            loss = mlp.mlp_loss if self.loss_type == "softmax_ce" else mlp.mlp_loss_mse
-            total += xc.shape[0] * loss(acts, self.params.flat, self._offsets, self._sizes, xc, tc,
-                                        self._act)
+            total += xc.shape[0] * mlp.mlp_loss(acts, self.params.flat, self._offsets, self._sizes,
+                                                xc, tc, self._act)
         return total / x.shape[0]
 
     def accuracy(self, x, t):
@@ -221,9 +220,9 @@ class Network:
     def _loss_grad(self, grads, x, t):
         # the hot path for training loops: arguments already checked
         acts, deltas = self._workspace(x.shape[0])
-        kernel = mlp.mlp_loss_grad if self.loss_type == "softmax_ce" else mlp.mlp_loss_grad_mse
-        return kernel(grads, acts, deltas, self.params.flat, self._offsets, self._sizes, x, t,
-                      self._act)
+        # the kernel picks the loss from the targets' form: ids (N,) or MSE targets (N, C)
+        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, self._offsets, self._sizes,
+                                 x, t, self._act)
 
     def numerical_gradient(self, x, t, h=1e-4):
         """Central differences (f(p+h) - f(p-h)) / 2h for every parameter: the slow referee.

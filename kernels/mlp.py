@@ -7,7 +7,9 @@ the one place that lays it out). grads mirrors params exactly.
 acts (N * (D1 + ... + DL),) holds every layer's output, layer by layer; hidden
 layers apply `act` (an index into affine.ACTIVATIONS), the last gives logits.
 deltas (2 * N * max(D1..DL),) holds two ping-pong gradient blocks for backward.
-x (N, D0) float, t (N,) int64 class ids. Nothing is allocated here.
+x (N, D0) float. The targets pick the loss, at compile time: t (N,) int64 class
+ids -> softmax cross-entropy; t (N, DL) floats -> mean squared error on the last
+layer's output. Nothing is allocated here.
 """
 from numba import njit
 from numba.extending import overload
@@ -54,12 +56,34 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
                        _act_of(l, L, act))
 
 
+def _output_loss(y, t):
+    """The loss of the last layer's output y against targets t (chosen by t's dimensions)."""
+
+
+@overload(_output_loss)
+def _output_loss_for(y, t):
+    if t.ndim == 1:
+        return lambda y, t: cross_entropy(y, t)
+    return lambda y, t: mse_loss_forward(y, t)
+
+
+def _output_loss_grad(dy, y, t):
+    """Writes d loss / d y into dy and returns the loss (chosen by t's dimensions)."""
+
+
+@overload(_output_loss_grad)
+def _output_loss_grad_for(dy, y, t):
+    if t.ndim == 1:
+        return lambda dy, y, t: softmax_loss_forward_backward(dy, y, t)
+    return lambda dy, y, t: mse_loss_forward_backward(dy, y, t)
+
+
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_loss(acts, params, offsets, sizes, x, t, act):
-    # forward, then the mean softmax cross-entropy; returns the loss
+    # forward, then the loss; returns it
     mlp_forward(acts, params, offsets, sizes, x, act)
     L = sizes.shape[0] - 1
-    return cross_entropy(_output(acts, sizes, x.shape[0], L - 1), t)
+    return _output_loss(_output(acts, sizes, x.shape[0], L - 1), t)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -86,58 +110,27 @@ def mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act):
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_loss_grad(grads, acts, deltas, params, offsets, sizes, x, t, act):
-    # forward, softmax cross-entropy against class ids t, backward: fills grads; returns the loss
-    N = x.shape[0]
-    L = sizes.shape[0] - 1
-    mlp_forward(acts, params, offsets, sizes, x, act)
-    dlogits = deltas[:N * sizes[L]].reshape((N, sizes[L]))
-    loss = softmax_loss_forward_backward(dlogits, _output(acts, sizes, N, L - 1), t)
-    mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act)
-    return loss
-
-
-@njit(cache=CACHE, fastmath=FASTMATH)
-def mlp_loss_grad_mse(grads, acts, deltas, params, offsets, sizes, x, T, act):
-    # the same with mean squared error against float targets T (N, DL) on the last layer's output
+    # forward, loss, backward: fills grads; returns the loss
     N = x.shape[0]
     L = sizes.shape[0] - 1
     mlp_forward(acts, params, offsets, sizes, x, act)
     dy = deltas[:N * sizes[L]].reshape((N, sizes[L]))
-    loss = mse_loss_forward_backward(dy, _output(acts, sizes, N, L - 1), T)
+    loss = _output_loss_grad(dy, _output(acts, sizes, N, L - 1), t)
     mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act)
     return loss
-
-
-@njit(cache=CACHE, fastmath=FASTMATH)
-def mlp_loss_mse(acts, params, offsets, sizes, x, T, act):
-    mlp_forward(acts, params, offsets, sizes, x, act)
-    return mse_loss_forward(_output(acts, sizes, x.shape[0], sizes.shape[0] - 2), T)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_numerical_gradient(grads, acts, params, offsets, sizes, x, t, act, h):
     # Central differences, one parameter at a time: grads[i] = (f(p+h) - f(p-h)) / 2h.
     # The slow baseline backprop is measured against. params is perturbed and
-    # restored entry by entry: pass a private copy. t (N,) int ids: cross-entropy;
-    # t (N, DL) float targets: mean squared error.
+    # restored entry by entry: pass a private copy.
     for i in range(params.shape[0]):
         keep = params[i]
         params[i] = keep + h
-        f_plus = _loss(acts, params, offsets, sizes, x, t, act)
+        f_plus = mlp_loss(acts, params, offsets, sizes, x, t, act)
         params[i] = keep - h
-        f_minus = _loss(acts, params, offsets, sizes, x, t, act)
+        f_minus = mlp_loss(acts, params, offsets, sizes, x, t, act)
         params[i] = keep
         grads[i] = (f_plus - f_minus) / (2 * h)
 
-
-def _loss(acts, params, offsets, sizes, x, t, act):
-    """The network's loss; which one is chosen at compile time from t's dimensions."""
-
-
-@overload(_loss)
-def _loss_for(acts, params, offsets, sizes, x, t, act):
-    if t.ndim == 1:
-        return lambda acts, params, offsets, sizes, x, t, act: \
-            mlp_loss(acts, params, offsets, sizes, x, t, act)
-    return lambda acts, params, offsets, sizes, x, t, act: \
-        mlp_loss_mse(acts, params, offsets, sizes, x, t, act)
