@@ -129,17 +129,14 @@ def train(args):
             os.unlink(os.path.join(out, name))
 
     progress = not args.no_progress and sys.stderr.isatty()
-    lines = []
 
     def say(msg):
-        lines.append(msg)
-        if bar_active[0]:
+        if progress:  # printed above the bar instead of through it (tqdm.write prints plainly when none is up)
             from tqdm.auto import tqdm
             tqdm.write(msg)
         else:
             print(msg, flush=True)
 
-    bar_active = [False]
     (x, t), (xt, tt), source = load_data(args.dataset, args.data_dir, not args.no_download, say)
     sizes = [x.shape[1], *args.hidden, 10]
     if args.batch_size > len(x):
@@ -174,7 +171,6 @@ def train(args):
 
     compile_for(args.dtype, args.activation)  # one process at a time on a cold cache
     started = time.perf_counter()
-    bar_active[0] = progress
     try:
         history = fit(net, x, t, iters=steps, batch_size=args.batch_size, lr=args.lr,
                       optimizer=args.optimizer, weight_decay=args.weight_decay, seed=args.seed,
@@ -183,8 +179,6 @@ def train(args):
         kept = (f"last good checkpoint kept: {ckpt} (epoch {saved_epoch[0]})"
                 if saved_epoch[0] is not None else "no checkpoint was written (use --checkpoint-every)")
         raise CLIError(f"training diverged: {e}; {kept}; try a smaller --lr") from None
-    finally:
-        bar_active[0] = False
     seconds = time.perf_counter() - started
 
     net.save(os.path.join(out, "params.npz"))

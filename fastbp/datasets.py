@@ -32,7 +32,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-MNIST_FILES = FILES
 # One entry per data set: where to download from, the official sums, where a system may have it.
 DATASETS = {
     "mnist": {

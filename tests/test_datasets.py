@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import fake_mnist, write_idx
-from fastbp.datasets import FILES, MNIST_FILES, SAMPLE_DIR, load_mnist, load_mnist_sample, read_idx, spiral
+from fastbp.datasets import FILES, SAMPLE_DIR, load_mnist, load_mnist_sample, read_idx, spiral
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
@@ -67,7 +67,7 @@ def test_sample_inside_the_package_is_real_mnist():
 ])
 def test_malformed_idx_named_in_error(tmp_path, kwargs, match):
     fake_mnist(tmp_path)
-    bad = tmp_path / MNIST_FILES["train"][0]
+    bad = tmp_path / FILES["train"][0]
     write_idx(bad, np.zeros((5, 28, 28), np.uint8), **kwargs)
     with pytest.raises(ValueError, match=match) as e:
         load_mnist(root=tmp_path)
@@ -89,7 +89,7 @@ def test_count_mismatch_and_missing_files(tmp_path):
     fake_mnist(tmp_path, n_labels=4)
     with pytest.raises(ValueError, match="has 5 images but .* has 4 labels"):
         load_mnist(root=tmp_path)
-    (tmp_path / MNIST_FILES["test"][1]).unlink()
+    (tmp_path / FILES["test"][1]).unlink()
     with pytest.raises(FileNotFoundError, match="missing mnist files"):
         load_mnist(root=tmp_path, download=False)
 
