@@ -13,9 +13,11 @@ from collections.abc import MutableMapping
 import numpy as np
 
 from fastbp.checks import as_batch, as_float_array, as_labels, float_dtype
+from fastbp.cuda import CudaBackend, DeviceParams, check_params
 from fastbp.files import atomic_savez, load_npz
 from fastbp.kernels import affine, mlp
 
+DEVICES = ("cpu", "cuda")
 ACTIVATIONS = ("relu", "sigmoid")  # hidden-layer activations a Network offers
 LOSSES = ("softmax_ce", "mse")  # softmax + cross-entropy on the scores, or mean squared error
 PREDICT_CHUNK = 4096  # rows per forward call in predict/loss/accuracy: bounds workspace memory
@@ -53,14 +55,7 @@ class ParamDict(MutableMapping):
         view = self._views[name]
         if value is view:  # `params[k] -= ...` already updated the view in place
             return
-        arr = np.asarray(value)
-        if arr.shape != view.shape:
-            raise ValueError(f"params[{name!r}] must have shape {view.shape}, got {arr.shape}")
-        if arr.dtype.kind not in "iuf":
-            raise TypeError(f"params[{name!r}] must be numeric, got dtype {arr.dtype}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"params[{name!r}] must be finite: it holds NaN or Inf")
-        view[...] = arr
+        view[...] = check_params(name, value, view.shape)
 
     def __delitem__(self, name):
         raise TypeError("parameters cannot be deleted: they are views into the network's buffer")
@@ -105,9 +100,13 @@ class Network:
     sizes: layer widths, e.g. [784, 50, 10]. activation: "relu" or "sigmoid" for
     the hidden layers. weight_init: "he", "xavier", a std (float), or None for
     He with ReLU and Xavier with sigmoid; biases start at 0. dtype: "float32"
-    (default) or "float64". seed: int for reproducible weights. device: "cpu".
-    loss: "softmax_ce" (default), or "mse": mean squared error between the last
-    layer's output and targets (one-hot from class ids, or any float (N, C) array).
+    (default) or "float64". seed: int for reproducible weights (the same on
+    either device). loss: "softmax_ce" (default), or "mse": mean squared error
+    between the last layer's output and targets (one-hot from class ids, or any
+    float (N, C) array).
+    device: "cpu", or "cuda": parameters, gradients and workspaces live on the GPU
+    (fastbp.cuda); methods still take and return host arrays. params["W1"] then
+    reads a read-only host copy and assignment uploads. softmax_ce only.
     """
 
     def __init__(self, sizes, activation="relu", weight_init=None, dtype="float32", seed=None,
@@ -118,8 +117,10 @@ class Network:
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.loss_type = loss
-        if device != "cpu":
-            raise ValueError(f"device must be 'cpu', got {device!r}")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        if device == "cuda" and loss != "softmax_ce":
+            raise ValueError(f"device='cuda' supports loss='softmax_ce' only, got loss={loss!r}")
         self.activation = activation
         self.dtype = float_dtype(dtype)
         self.device = device
@@ -136,15 +137,20 @@ class Network:
         self._offsets = np.array([off for _, off, _ in self.layout], np.int64)
         self._act = affine.ACTIVATIONS.index(activation)
         self._workspaces = {}
+        self._cuda = None
+        if device == "cuda":  # upload the initialised weights; from now on the device copy is the one
+            self._cuda = CudaBackend(self.sizes, self._act, self.layout, flat, PREDICT_CHUNK)
+            self.params = DeviceParams(self._cuda.dev, self.layout)
 
     def __repr__(self):
         loss = "" if self.loss_type == "softmax_ce" else f", loss={self.loss_type!r}"
+        device = "" if self.device == "cpu" else f", device={self.device!r}"
         return (f"Network({list(self.sizes)}, activation={self.activation!r}, "
-                f"dtype={self.dtype.name!r}{loss}, params={self._n_params})")
+                f"dtype={self.dtype.name!r}{loss}{device}, params={self._n_params})")
 
     @property
     def flat_params(self):
-        """The one buffer every parameter view points into."""
+        """The one buffer every parameter view points into (on cuda: a read-only host copy)."""
         return self.params.flat
 
     # -- workspaces: kernels allocate nothing, so the buffers they write live here
@@ -183,6 +189,8 @@ class Network:
         return self._logits(self._x(x))
 
     def _logits(self, x):
+        if self._cuda is not None:
+            return self._cuda.logits(x)
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         for s in self._chunks(x.shape[0]):
             xc = x[s:s + PREDICT_CHUNK]
@@ -194,6 +202,8 @@ class Network:
     def loss(self, x, t):
         """Mean softmax cross-entropy over the batch, as a Python float."""
         x, t = self._xt(x, t)
+        if self._cuda is not None:
+            return self._cuda.loss(x, t)
         total = 0.0
         for s in self._chunks(x.shape[0]):
             xc, tc = x[s:s + PREDICT_CHUNK], t[s:s + PREDICT_CHUNK]
@@ -208,7 +218,8 @@ class Network:
 
     def _accuracy(self, x, t):
         labels = t if t.ndim == 1 else t.argmax(axis=1)  # MSE targets: the largest is the class
-        return float(np.mean(self._logits(x).argmax(axis=1) == labels))
+        pred = self._cuda.classes(x) if self._cuda is not None else self._logits(x).argmax(axis=1)
+        return float(np.mean(pred == labels))
 
     def gradient(self, x, t):
         """Backprop: {"W1": dL/dW1, ...} as views into one new flat buffer (grads["W1"].base)."""
@@ -219,6 +230,8 @@ class Network:
 
     def _loss_grad(self, grads, x, t):
         # the hot path for training loops: arguments already checked
+        if self._cuda is not None:
+            return self._cuda.loss_grad(grads, x, t)
         acts, deltas = self._workspace(x.shape[0])
         # the kernel picks the loss from the targets' form: ids (N,) or MSE targets (N, C)
         return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, self._offsets, self._sizes,
@@ -253,16 +266,17 @@ class Network:
                 "fastbp_loss": np.array(self.loss_type)}
 
     @classmethod
-    def load(cls, path):
-        """A Network from a file written by save(); every name, shape and dtype is checked first."""
+    def load(cls, path, device="cpu"):
+        """A Network (on `device`) from a file written by save(); every name, shape and dtype
+        is checked first."""
         path = os.fspath(path)
         arrays = load_npz(path, "params")
-        net = cls._from_meta(arrays, path)
+        net = cls._from_meta(arrays, path, device)
         net._assign(arrays, path)
         return net
 
     @staticmethod
-    def _from_meta(arrays, path):
+    def _from_meta(arrays, path, device="cpu"):
         # the Network that `arrays` (from save or a checkpoint) describes, parameters not yet set
         missing = [k for k in _META[:2] if k not in arrays]  # files from before "loss" lack it
         if missing:
@@ -274,7 +288,7 @@ class Network:
             raise ValueError(f"{path}: malformed fastbp_sizes/fastbp_activation/fastbp_loss entries")
         try:
             net = Network([int(s) for s in sizes], activation=str(act), loss=str(loss),
-                          dtype=arrays.get("W1", np.empty(0)).dtype)
+                          dtype=arrays.get("W1", np.empty(0)).dtype, device=device)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: {e}") from None
         return net
@@ -294,7 +308,7 @@ class Network:
             if not np.isfinite(a).all():
                 raise ValueError(f"{path}: {name} holds NaN or Inf")
         for name in expected:
-            self.params[name][...] = arrays[name]
+            self.params[name] = arrays[name]
 
 
 class TwoLayerNet(Network):

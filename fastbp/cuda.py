@@ -1,0 +1,130 @@
+"""The glue between Network(device="cuda") and the device kernels (fastbp.kernels.cuda).
+
+Host arrays in, host arrays out: the device holds the parameters (one flat
+buffer), gradients, workspaces, and during fit the whole data set. Nothing here
+runs unless a network asks for the GPU, so fastbp imports without numba-cuda.
+"""
+import math
+from collections.abc import MutableMapping
+
+import numpy as np
+
+
+class DeviceUnavailable(RuntimeError):
+    """device="cuda" was asked for and there is no usable GPU (nor numba's simulator)."""
+
+
+def require_cuda():
+    """numba.cuda, or DeviceUnavailable saying what is missing and how to get it."""
+    try:
+        from numba import cuda
+    except ImportError as e:  # pragma: no cover - numba always ships some numba.cuda
+        raise DeviceUnavailable(f"device='cuda' needs numba-cuda: pip install 'fastbp[cuda]' ({e})") from None
+    try:
+        ok = cuda.is_available()
+    except Exception as e:  # a broken driver install raises instead of answering
+        raise DeviceUnavailable(f"device='cuda': the CUDA driver failed to load ({e})") from None
+    if not ok:
+        raise DeviceUnavailable(
+            "device='cuda' but no CUDA GPU is usable here (no driver or no device); use "
+            "device='cpu', or NUMBA_ENABLE_CUDASIM=1 for numba's (slow) simulator")
+    return cuda
+
+
+def check_params(name, value, shape):
+    """The array to store as parameter `name` of `shape`, or a ValueError/TypeError."""
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"params[{name!r}] must be numeric, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"params[{name!r}] must be finite: it holds NaN or Inf")
+    return arr
+
+
+class DeviceParams(MutableMapping):
+    """params["W1"] of a GPU network: reading copies the current values to the host
+    (read-only: writing into a copy would be lost silently); assigning uploads.
+    So `params["W1"] = params["W1"] - lr * g` works; `params["W1"] -= ...` raises."""
+
+    def __init__(self, dev, layout):
+        self._dev = dev
+        self._shapes = {name: shape for name, _, shape in layout}
+
+    @property
+    def flat(self):
+        """A read-only host copy of the whole flat buffer."""
+        a = self._dev.params.copy_to_host()
+        a.flags.writeable = False
+        return a
+
+    def __getitem__(self, name):
+        if name not in self._shapes:
+            raise KeyError(name)
+        a = self._dev.view(name).copy_to_host()
+        a.flags.writeable = False
+        return a
+
+    def __setitem__(self, name, value):
+        if name not in self._shapes:
+            raise KeyError(f"no parameter {name!r}; parameters are {list(self._shapes)}")
+        arr = check_params(name, value, self._shapes[name])
+        self._dev.view(name).copy_to_device(np.ascontiguousarray(arr, self._dev.NP))
+
+    def __delitem__(self, name):
+        raise TypeError("parameters cannot be deleted: they live in the network's buffer")
+
+    def __iter__(self):
+        return iter(self._shapes)
+
+    def __len__(self):
+        return len(self._shapes)
+
+    def __repr__(self):
+        dt = np.dtype(self._dev.NP).name
+        return "{" + ", ".join(f"{k!r}: {dt}{list(s)} (cuda)" for k, s in self._shapes.items()) + "}"
+
+
+class CudaBackend:
+    """What Network calls on a GPU network: the same jobs as its CPU methods, host arrays
+    in and out. chunk bounds the rows of one forward pass (workspace memory)."""
+
+    def __init__(self, sizes, act, layout, flat, chunk):
+        self.cuda = require_cuda()
+        from fastbp.kernels.cuda.mlp import DeviceMLP
+        self.dev = DeviceMLP(sizes, act, layout, flat)
+        self.chunk = chunk
+        self.C = sizes[-1]
+
+    def logits(self, x):
+        out = np.empty((x.shape[0], self.C), self.dev.NP)
+        for s in range(0, x.shape[0], self.chunk):
+            xc = self.cuda.to_device(np.ascontiguousarray(x[s:s + self.chunk]))
+            out[s:s + xc.shape[0]] = self.dev.forward(self.dev.workspace(xc.shape[0]), xc).copy_to_host()
+        return out
+
+    def classes(self, x):
+        """Predicted class ids (N,) for host or device rows x."""
+        if isinstance(x, np.ndarray):
+            x = self.cuda.to_device(np.ascontiguousarray(x))
+        return self.dev.predict_classes(x, self.chunk)
+
+    def loss(self, x, t):
+        n = x.shape[0]
+        starts = range(0, n, self.chunk)
+        losses = self.cuda.device_array(len(starts), np.float64)
+        for k, s in enumerate(starts):
+            xc = self.cuda.to_device(np.ascontiguousarray(x[s:s + self.chunk]))
+            tc = self.cuda.to_device(np.ascontiguousarray(t[s:s + self.chunk]))
+            self.dev.loss(self.dev.workspace(xc.shape[0]), xc, tc, losses, k)
+        means = losses.copy_to_host()
+        return float(sum(means[k] * min(self.chunk, n - s) for k, s in enumerate(starts)) / n)
+
+    def loss_grad(self, grads, x, t):
+        # one pass over the whole batch (a gradient is one step's worth of rows)
+        losses = self.cuda.device_array(1, np.float64)
+        xd, td = self.cuda.to_device(np.ascontiguousarray(x)), self.cuda.to_device(t)
+        self.dev.loss_grad(self.dev.workspace(x.shape[0]), xd, td, losses, 0)
+        self.dev.grads.copy_to_host(grads)
+        return float(losses.copy_to_host()[0])

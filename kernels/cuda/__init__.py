@@ -1,0 +1,16 @@
+"""The CUDA kernels (numba-cuda `@cuda.jit`): the CPU kernels' GPU twins.
+
+Imported only when a Network asks for device="cuda" (numba-cuda is an optional
+extra: `pip install 'fastbp[cuda]'`). Every kernel is built by a factory for one
+dtype and a few compile-time constants (tile sizes, transposes, epilogue) and
+compiled eagerly with an explicit signature, so a launch only checks types.
+
+    config.py         tile and block sizes (small ones under the simulator)
+    activations.py    relu / sigmoid device functions and their derivatives
+    gemm.py           C = op(A)·op(B) with a fused epilogue: naive, tiled, register-blocked
+    affine.py         Affine forward/backward as gemm launches (bias, act, act', db fused)
+    softmax_loss.py   softmax + cross-entropy forward+backward, argmax
+    optimizers.py     SGD/Momentum/AdaGrad/Adam over the flat parameter buffer
+    gather.py         the minibatch gather
+    mlp.py            DeviceMLP: buffers and the launch plan of a whole network
+"""

@@ -1,0 +1,39 @@
+"""ReLU and sigmoid as device functions, with their derivatives in terms of the output.
+
+Built per dtype (make_activations(np.float32)) so every literal has the kernel's
+type: a bare 0 or 1.0 would make float32 math float64. act codes are the CPU's
+(fastbp.kernels.affine.ACTIVATIONS): 0 identity, 1 relu, 2 sigmoid.
+"""
+import functools
+import math
+
+from numba import cuda
+
+IDENTITY, RELU, SIGMOID = 0, 1, 2
+
+
+@functools.lru_cache(maxsize=None)
+def make_activations(NP):
+    """(act_apply(v, act), act_grad(y, act)) device functions for scalar type NP."""
+    zero, one = NP(0), NP(1)
+
+    @cuda.jit(device=True)
+    def act_apply(v, act):
+        if act == RELU:
+            return v if v > zero else v - v  # as the CPU: NaN stays NaN
+        if act == SIGMOID:  # two branches so exp never overflows, as on the CPU
+            if v >= zero:
+                return one / (one + math.exp(-v))
+            e = math.exp(v)
+            return e / (one + e)
+        return v
+
+    @cuda.jit(device=True)
+    def act_grad(y, act):
+        if act == RELU:
+            return one if y > zero else zero
+        if act == SIGMOID:
+            return y * (one - y)
+        return one
+
+    return act_apply, act_grad

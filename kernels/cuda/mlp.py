@@ -1,0 +1,163 @@
+"""DeviceMLP: a whole network's buffers on the GPU and its step as a fixed list of launches.
+
+Sizes: L layers, widths sizes = (D0, ..., DL), B batch. params and grads are ONE
+flat device buffer each, in fastbp.network.param_layout's layout; W_l / b_l are
+device views made once. Per batch size B a workspace holds every layer's output
+acts[l] (B, D_{l+1}) and gradient deltas[l] (B, D_{l+1}).
+
+A training step is 3L + 2 launches and no host transfer:
+    gather 1 | forward L | softmax+CE forward+backward 1 | backward 2L - 1 | optimizer 1
+(784-50-10: 8 launches). The loss of each step goes to a device array the host
+reads once per chunk of steps. Hidden layers use `act` (0 identity, 1 relu,
+2 sigmoid); the last layer gives the logits.
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import affine, config
+from .gather import gather
+from .optimizers import ADAM, update
+from .softmax_loss import argmax_rows, softmax_ce
+
+IDENTITY = 0
+
+
+def _blocks(n, block):
+    return (n + block - 1) // block
+
+
+class DeviceMLP:
+    def __init__(self, sizes, act, layout, flat):
+        # flat: the host parameter buffer to upload (its dtype is the network's)
+        self.sizes, self.act, self.layout = tuple(sizes), int(act), layout
+        self.NP = flat.dtype.type
+        self.L = len(sizes) - 1
+        self.params = cuda.to_device(flat)
+        self.grads = cuda.device_array_like(self.params)
+        self.W, self.b = self._views(self.params)
+        self.dW, self.db = self._views(self.grads)
+        decay = np.zeros(flat.size, np.uint8)
+        for name, off, shape in layout:
+            if name.startswith("W"):
+                decay[off:off + math.prod(shape)] = 1
+        self.decay = cuda.to_device(decay)
+        self.stop = cuda.to_device(np.zeros(1, np.int64))
+        self._ws = {}
+        self._update = update(self.NP)
+        self._update_blocks = _blocks(flat.size, config.BLOCK)
+
+    def _views(self, buf):
+        W, b = [], []
+        for name, off, shape in self.layout:
+            v = buf[off:off + math.prod(shape)]
+            (W if name.startswith("W") else b).append(v.reshape(shape) if len(shape) == 2 else v)
+        return W, b
+
+    def view(self, name):
+        """The device view of parameter `name` ("W1", "b2", ...)."""
+        kind, l = name[0], int(name[1:]) - 1
+        return (self.W if kind == "W" else self.b)[l]
+
+    # -- per batch size: buffers and the replayable launch lists
+    def workspace(self, B):
+        ws = self._ws.get(B)
+        if ws is None:
+            if len(self._ws) >= 4:
+                self._ws.clear()
+            ws = self._ws[B] = _Workspace(self, B)
+        return ws
+
+    def forward(self, ws, x):
+        affine.run(ws.forward_plan(x))
+        return ws.acts[-1]
+
+    def loss_grad(self, ws, x, t, losses, slot):
+        # forward + softmax CE + backward into self.grads; the mean loss into losses[slot]
+        affine.run(ws.forward_plan(x))
+        ws.softmax[1, config.ROWS_BLOCK](ws.deltas[-1], losses, ws.acts[-1], t, slot, self.stop)
+        affine.run(ws.backward_plan(x))
+
+    def loss(self, ws, x, t, losses, slot):
+        # forward + the mean loss into losses[slot]; no gradients
+        affine.run(ws.forward_plan(x))
+        ws.softmax_loss[1, config.ROWS_BLOCK](ws.deltas[-1], losses, ws.acts[-1], t, slot, self.stop)
+
+    def train_steps(self, ws, x, t, order, first, steps, opt, lr, mu, beta1, beta2, wd, t0, state,
+                    losses):
+        """`steps` SGD steps on rows order[(first + k) * B ...] of the device data set x, t;
+        the loss of step k into losses[k]. state (2, P): the optimizer's s0, s1. t0: steps
+        taken before (Adam's bias correction). Returns nothing: the host reads losses and
+        self.stop afterwards (stop[0] = k + 1 if step k's loss was not finite; the updates
+        from that step on were skipped)."""
+        self.stop.copy_to_device(np.zeros(1, np.int64))
+        s0, s1 = state[0], state[1]
+        c1, c2 = 1 - beta1, 1 - beta2
+        for k in range(steps):
+            ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)
+            self.loss_grad(ws, ws.xb, ws.tb, losses, k)
+            n = t0 + k + 1
+            lr_t = lr * math.sqrt(1.0 - beta2 ** n) / (1.0 - beta1 ** n) if opt == ADAM else lr
+            self.optimizer_step(opt, lr, lr_t, mu, c1, c2, wd, s0, s1)
+
+    def optimizer_step(self, opt, lr, lr_t, mu, c1, c2, wd, s0, s1):
+        NP = self.NP
+        self._update[self._update_blocks, config.BLOCK](
+            self.params, self.grads, s0, s1, self.decay, self.stop, opt, NP(lr), NP(lr_t),
+                     NP(mu), NP(c1), NP(c2), NP(wd))
+
+    def predict_classes(self, x_dev, chunk):
+        """Class ids (N,) int64 on the host for device rows x_dev (N, D0), `chunk` rows a pass."""
+        N = x_dev.shape[0]
+        pred = cuda.device_array(N, np.int64)
+        for s in range(0, N, chunk):
+            xc = x_dev[s:s + chunk]
+            logits = self.forward(self.workspace(xc.shape[0]), xc)
+            argmax_rows(self.NP)[_blocks(xc.shape[0], config.BLOCK), config.BLOCK](pred[s:s + chunk], logits)
+        return pred.copy_to_host()
+
+
+class _Workspace:
+    def __init__(self, net, B):
+        self.net, self.B = net, B
+        NP = net.NP
+        self.acts = [cuda.device_array((B, d), NP) for d in net.sizes[1:]]
+        self.deltas = [cuda.device_array((B, d), NP) for d in net.sizes[1:]]
+        self.xb = cuda.device_array((B, net.sizes[0]), NP)
+        self.tb = cuda.device_array(B, np.int64)
+        # kernels; configured at each launch (see affine.py)
+        self.softmax = softmax_ce(NP)
+        self.softmax_loss = softmax_ce(NP, grad=False)
+        self.gather = gather(NP)
+        self.gather_blocks = (_blocks(net.sizes[0], config.BLOCK), B)
+        self._forward = self._backward = None
+
+    def _act(self, l):
+        return self.net.act if l < self.net.L - 1 else IDENTITY
+
+    def forward_plan(self, x):
+        # the plan over the batch buffer xb is built once and replayed; others are built per call
+        if x is self.xb and self._forward is not None:
+            return self._forward
+        net, steps = self.net, []
+        for l in range(net.L):
+            inp = x if l == 0 else self.acts[l - 1]
+            steps += affine.forward(self.acts[l], inp, net.W[l], net.b[l], self._act(l))
+        if x is self.xb:
+            self._forward = steps
+        return steps
+
+    def backward_plan(self, x):
+        if x is self.xb and self._backward is not None:
+            return self._backward
+        net, steps = self.net, []
+        for l in range(net.L - 1, -1, -1):
+            if l == 0:
+                steps += affine.backward(net.dW[0], net.db[0], self.deltas[0], x)
+            else:
+                steps += affine.backward(net.dW[l], net.db[l], self.deltas[l], self.acts[l - 1],
+                                         dx=self.deltas[l - 1], W=net.W[l], act_prev=net.act)
+        if x is self.xb:
+            self._backward = steps
+        return steps

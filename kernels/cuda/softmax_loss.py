@@ -1,0 +1,110 @@
+"""Softmax + cross-entropy on the device, and the argmax that turns scores into classes.
+
+Sizes: N batch, C classes. logits (N, C), t (N,) int64 class ids in [0, C) (checked
+on the host before upload).
+
+softmax_ce: ONE block; thread k takes rows k, k + BLOCK, ... whole. With C = 10 a
+warp per row would leave 22 of 32 lanes idle and need a second launch (or float
+atomics) for the batch mean; here the per-thread sums meet in a shared-memory
+tree in a fixed order, so the mean loss is reproducible and lands in the same
+launch. Per row, exactly the CPU's math (kernels/softmax_loss.py): the loss is
+(m - x[t]) + log(s) in float64 through the row max m, dlogits = (softmax -
+onehot) / N in the kernel's dtype. The loss is the one float64 quantity in a
+float32 kernel, on purpose.
+
+losses[slot] receives the mean loss; on the first non-finite one, stop[0] = slot + 1
+(the optimizer kernel then leaves the parameters alone: see optimizers.py).
+"""
+import functools
+import math
+
+import numpy as np
+from numba import cuda, types
+
+from . import config
+
+
+def _arr(NP, ndim):
+    return types.Array(types.float32 if NP is np.float32 else types.float64, ndim, "C")
+
+
+@functools.lru_cache(maxsize=None)
+def softmax_ce_source(NP, grad=True, block=None):
+    BLOCK = block or config.ROWS_BLOCK  # a power of two
+    zero = NP(0)
+
+    def softmax_ce(dlogits, losses, logits, t, slot, stop):
+        # logits (N, C), t (N,); writes dlogits (N, C) when grad, losses[slot], maybe stop[0]
+        partial = cuda.shared.array(BLOCK, np.float64)
+        tid = cuda.threadIdx.x
+        N, C = logits.shape
+        inv_n = NP(1.0) / NP(N)
+        acc = np.float64(0.0)
+        for i in range(tid, N, BLOCK):
+            m = logits[i, 0]
+            for j in range(1, C):
+                if logits[i, j] > m:
+                    m = logits[i, j]
+            s = zero
+            for j in range(C):
+                e = math.exp(logits[i, j] - m)
+                if grad:
+                    dlogits[i, j] = e
+                s += e
+            label = t[i]
+            acc += (np.float64(m) - np.float64(logits[i, label])) + math.log(np.float64(s))
+            if grad:
+                scale = inv_n / s
+                for j in range(C):
+                    dlogits[i, j] *= scale
+                dlogits[i, label] -= inv_n
+        partial[tid] = acc
+        cuda.syncthreads()
+        step = BLOCK // 2
+        while step > 0:
+            if tid < step:
+                partial[tid] += partial[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        if tid == 0:
+            loss = partial[0] / N
+            losses[slot] = loss
+            if not math.isfinite(loss) and stop[0] == 0:
+                stop[0] = slot + 1
+
+    return softmax_ce
+
+
+def softmax_ce_signature(NP):
+    i64 = types.Array(types.int64, 1, "C")
+    return types.void(_arr(NP, 2), types.Array(types.float64, 1, "C"), _arr(NP, 2), i64,
+                      types.int64, i64)
+
+
+@functools.lru_cache(maxsize=None)
+def softmax_ce(NP, grad=True, block=None):
+    """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
+    return cuda.jit(softmax_ce_signature(NP))(softmax_ce_source(NP, grad, block))
+
+
+def argmax_source(NP):
+    def argmax_rows(pred, logits):
+        # logits (N, C); pred (N,) int64 = index of each row's first largest score (np.argmax)
+        i = cuda.grid(1)
+        if i < logits.shape[0]:
+            best, arg = logits[i, 0], 0
+            for j in range(1, logits.shape[1]):
+                if logits[i, j] > best:
+                    best, arg = logits[i, j], j
+            pred[i] = arg
+    return argmax_rows
+
+
+def argmax_signature(NP):
+    return types.void(types.Array(types.int64, 1, "C"), _arr(NP, 2))
+
+
+@functools.lru_cache(maxsize=None)
+def argmax_rows(NP):
+    """Compiled; launch as [ceil(N / config.BLOCK), config.BLOCK]."""
+    return cuda.jit(argmax_signature(NP))(argmax_source(NP))
