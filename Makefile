@@ -21,9 +21,13 @@ BOUNDSCHECKED := tests/test_matmul.py tests/test_affine.py tests/test_relu.py te
 	tests/test_softmax_loss.py tests/test_mlp.py tests/test_optimizers.py tests/test_network.py \
 	tests/test_layers.py tests/test_fit.py tests/test_properties.py tests/test_boundscheck.py
 
+# The CUDA kernels under numba's simulator: NUMBA_ENABLE_CUDASIM must be set before numba
+# is imported, so they get a pytest process of their own (on a GPU machine, `pytest
+# tests/cuda` without it runs the same tests on the GPU).
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
 	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(VENV)/numba-boundscheck $(BIN)/python -m pytest -q $(BOUNDSCHECKED)
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
 
 # the embedded MNIST sample unless MNIST is already in $$FASTBP_DATA or the cache;
 # `fastbp train` without --no-download fetches the full set instead

@@ -107,8 +107,12 @@ def train(args):
     from fastbp.train import (TrainingDiverged, compile_for, fit, load_checkpoint, save_checkpoint,
                               total_steps)
 
-    if args.device != "cpu":
-        raise CLIError(f"device {args.device!r} is not available in this build; use --device cpu")
+    if args.device == "cuda":
+        from fastbp.cuda import DeviceUnavailable, require_cuda
+        try:
+            require_cuda()
+        except DeviceUnavailable as e:
+            raise CLIError(str(e)) from None
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such directory")
     if args.resume and not args.out:
@@ -149,13 +153,13 @@ def train(args):
               "seed": args.seed}  # what a resumed run must share; its length may differ
     if args.resume:
         try:
-            net, state = load_checkpoint(ckpt, config)
+            net, state = load_checkpoint(ckpt, config, device=args.device)
         except ValueError as e:
             raise CLIError(str(e)) from None
         say(f"fastbp: resuming {out} at step {state.step} (epoch {state.epoch})")
     else:
         net, state = fastbp.Network(sizes, activation=args.activation, dtype=args.dtype,
-                                    seed=args.seed), None
+                                    seed=args.seed, device=args.device), None
     say(f"fastbp: {source}: {len(x)} train / {len(xt)} test; {net}; {args.optimizer} lr {args.lr}, "
         f"batch {args.batch_size}, {steps} steps ({per_epoch} per epoch)")
     saved_epoch = [state.epoch if state else None]
@@ -169,7 +173,8 @@ def train(args):
             save_checkpoint(ckpt, net, st, config)
             saved_epoch[0] = st.epoch
 
-    compile_for(args.dtype, args.activation)  # one process at a time on a cold cache
+    if args.device == "cpu":  # (cuda kernels compiled when the Network was made)
+        compile_for(args.dtype, args.activation)  # one process at a time on a cold cache
     started = time.perf_counter()
     try:
         history = fit(net, x, t, iters=steps, batch_size=args.batch_size, lr=args.lr,

@@ -104,24 +104,21 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=0.1, optimizer
 
     opt = optimizers.OPTIMIZERS.index(optimizer)
     h1, h2 = OPTIMIZER_DEFAULTS[optimizer]
-    grads = np.empty_like(net.flat_params)
-    acts, deltas = net._workspace(batch_size)
-    xb = np.empty((batch_size, x.shape[1]), net.dtype)
-    tb = np.empty(batch_size, np.int64)
-    losses = np.empty(CHUNK_STEPS, np.float64)
+    hyper = (opt, float(lr), h1, h2, float(weight_decay))
+    evals = (xe, te) if eval_data is not None else None
+    steps = (_CudaSteps if net.device == "cuda" else _CpuSteps)(net, x, t, evals, state, batch_size)
     hist = state.history
     bar = _bar(progress, total, state.step)
     try:
         while state.step < total:
             started = time.perf_counter()
             order = state.rng.permutation(x.shape[0]).astype(np.int64)
+            steps.new_epoch(order)
             n_steps = min(per_epoch, total - state.step)
             done = 0
             while done < n_steps:
                 chunk = min(CHUNK_STEPS, n_steps - done)
-                ran = train_steps(net.flat_params, grads, state.opt_state, acts, deltas, xb, tb, x, t,
-                                  order, done, chunk, net._offsets, net._sizes, net._act, opt,
-                                  float(lr), h1, h2, float(weight_decay), state.step, losses)
+                ran, losses = steps.run(done, chunk, hyper, state.step)
                 hist["loss"].extend(losses[:ran].tolist())
                 if ran < chunk:
                     raise TrainingDiverged(
@@ -135,17 +132,86 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=0.1, optimizer
             state.epoch += 1
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)
-            hist["train_acc"].append(net._accuracy(x, t))
-            hist["eval_acc"].append(net._accuracy(xe, te) if eval_data is not None else None)
+            hist["train_acc"].append(steps.accuracy("train"))
+            hist["eval_acc"].append(steps.accuracy("eval") if eval_data is not None else None)
+            steps.sync_state()
             if bar is not None:
                 bar.set_postfix(loss=f"{hist['loss'][-1]:.4f}", train_acc=f"{hist['train_acc'][-1]:.4f}",
                                 eval_acc=hist["eval_acc"][-1] and f"{hist['eval_acc'][-1]:.4f}")
             if on_epoch is not None:
                 on_epoch(state)
     finally:
+        steps.sync_state()
         if bar is not None:
             bar.close()
     return hist
+
+
+class _CpuSteps:
+    """The compiled CPU loop (kernels/train.py) over host buffers."""
+
+    def __init__(self, net, x, t, evals, state, batch_size):
+        self.net, self.x, self.t, self.state = net, x, t, state
+        self.data = {"train": (x, t), "eval": evals}
+        self.grads = np.empty_like(net.flat_params)
+        self.acts, self.deltas = net._workspace(batch_size)
+        self.xb = np.empty((batch_size, x.shape[1]), net.dtype)
+        self.tb = np.empty(batch_size, np.int64)
+        self.losses = np.empty(CHUNK_STEPS, np.float64)
+
+    def new_epoch(self, order):
+        self.order = order
+
+    def run(self, first, chunk, hyper, t0):
+        """(steps completed, losses): stops before a step whose loss is not finite."""
+        net = self.net
+        opt, lr, h1, h2, wd = hyper
+        ran = train_steps(net.flat_params, self.grads, self.state.opt_state, self.acts, self.deltas,
+                          self.xb, self.tb, self.x, self.t, self.order, first, chunk, net._offsets,
+                          net._sizes, net._act, opt, lr, h1, h2, wd, t0, self.losses)
+        return ran, self.losses
+
+    def accuracy(self, which):
+        return self.net._accuracy(*self.data[which])
+
+    def sync_state(self):
+        pass  # the optimizer state is state.opt_state itself
+
+
+class _CudaSteps:
+    """The same loop on the GPU (kernels/cuda/mlp.py): the data set is uploaded once, each
+    epoch's row order once; the host reads back the chunk's losses and the stop flag."""
+
+    def __init__(self, net, x, t, evals, state, batch_size):
+        cuda = net._cuda.cuda
+        self.net, self.state, self.dev = net, state, net._cuda.dev
+        self.x, self.t = cuda.to_device(x), cuda.to_device(t)
+        # accuracy passes: device rows, host labels
+        self.data = {"train": (self.x, t)}
+        if evals is not None:
+            self.data["eval"] = (cuda.to_device(evals[0]), evals[1])
+        self.opt_state = cuda.to_device(state.opt_state)
+        self.ws = self.dev.workspace(batch_size)
+        self.losses = cuda.device_array(CHUNK_STEPS, np.float64)
+        self.cuda = cuda
+
+    def new_epoch(self, order):
+        self.order = self.cuda.to_device(order)
+
+    def run(self, first, chunk, hyper, t0):
+        opt, lr, h1, h2, wd = hyper
+        self.dev.train_steps(self.ws, self.x, self.t, self.order, first, chunk, opt, lr, h1, h1, h2,
+                             wd, t0, self.opt_state, self.losses)
+        losses = self.losses.copy_to_host()
+        stop = int(self.dev.stop.copy_to_host()[0])
+        return (stop - 1 if stop else chunk), losses
+
+    def accuracy(self, which):
+        x, t = self.data[which]
+        return float(np.mean(self.net._cuda.classes(x) == t))
+
+    def sync_state(self):
+        self.opt_state.copy_to_host(self.state.opt_state)
 
 
 def _bar(progress, total, initial):
@@ -175,8 +241,9 @@ def save_checkpoint(path, net, state, config):
         ckpt_config=np.array(json.dumps(config, sort_keys=True)))
 
 
-def load_checkpoint(path, config):
-    """(net, state) from a checkpoint written with the same config; anything else is a ValueError."""
+def load_checkpoint(path, config, device="cpu"):
+    """(net, state) from a checkpoint written with the same config; anything else is a ValueError.
+    The network is built on `device`."""
     arrays = load_npz(path, "checkpoint")
     keys = ["ckpt_opt_state", "ckpt_rng", "ckpt_step", "ckpt_epoch", "ckpt_loss", "ckpt_epoch_step",
             "ckpt_train_acc", "ckpt_eval_acc", "ckpt_epoch_seconds", "ckpt_config"]
@@ -191,7 +258,7 @@ def load_checkpoint(path, config):
         diff = sorted(k for k in set(saved) | set(config) if saved.get(k) != config.get(k))
         raise ValueError(f"{path}: was written by a run with other settings ({', '.join(diff)}); "
                          f"resume with the same arguments or start a new --out")
-    net = Network._from_meta(arrays, path)
+    net = Network._from_meta(arrays, path, device)
     net._assign(arrays, path)
     state = TrainState(net)
     opt_state = arrays["ckpt_opt_state"]

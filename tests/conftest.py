@@ -80,3 +80,18 @@ def fake_mnist(root, n_train=5, n_test=3, n_labels=None):
         images, labels = FILES[split]
         write_idx(root / images, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(root / labels, rng.integers(0, 10, n_labels or n, dtype=np.uint8))
+
+
+def _cuda_tests_runnable():
+    # tests/cuda runs under the simulator (make test's own pass) or on a real GPU
+    from numba import config
+    if config.ENABLE_CUDASIM:
+        return True
+    try:
+        from numba import cuda
+        return cuda.is_available()
+    except Exception:
+        return False
+
+
+collect_ignore = [] if _cuda_tests_runnable() else ["cuda"]

@@ -1,0 +1,29 @@
+"""Shared by the CUDA tests: they run under numba's simulator (`make test` runs them in their
+own pytest process with NUMBA_ENABLE_CUDASIM=1 set before numba is imported) or unchanged
+on a real GPU; anywhere else they are skipped."""
+import numpy as np
+import pytest
+from numba import config
+
+
+def _device_usable():
+    if config.ENABLE_CUDASIM:
+        return True
+    try:
+        from numba import cuda
+        return cuda.is_available()
+    except Exception:
+        return False
+
+
+needs_device = pytest.mark.skipif(
+    not _device_usable(), reason="no GPU: run with NUMBA_ENABLE_CUDASIM=1 (make test does)")
+
+# GPU vs CPU kernels: same math, different summation order and fused multiply-adds
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
+
+
+def near(got, want, dtype, scale=None):
+    tol = TOL[dtype]
+    scale = scale if scale is not None else max(1.0, float(np.max(np.abs(want))) if np.size(want) else 1.0)
+    np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["rtol"] * scale + tol["atol"])

@@ -1,0 +1,61 @@
+"""fit on the GPU against fit on the CPU: same seed, same batches, so losses, accuracies and
+parameters agree to float32 rounding after several steps of every optimizer; a GPU run is
+reproducible bit for bit (no float atomics); divergence stops where the CPU stops."""
+import numpy as np
+import pytest
+
+from cudatest import needs_device
+import fastbp
+from fastbp.train import TrainingDiverged
+
+pytestmark = needs_device
+
+
+def _data(rng, n=24, d=5, c=3):
+    return rng.standard_normal((n, d)), rng.integers(0, c, n)
+
+
+def _fit(device, x, t, **kw):
+    net = fastbp.Network([x.shape[1], 4, 3], seed=2, device=device)
+    hist = fastbp.fit(net, x, t, batch_size=6, lr=0.05, seed=5, eval_data=(x[:7], t[:7]), **kw)
+    return net, hist
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "adam"])
+def test_fit_matches_cpu(optimizer, rng):
+    x, t = _data(rng)
+    cpu, hc = _fit("cpu", x, t, iters=5, optimizer=optimizer, weight_decay=0.01)
+    gpu, hg = _fit("cuda", x, t, iters=5, optimizer=optimizer, weight_decay=0.01)
+    np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=1e-5)
+    assert hg["epoch_step"] == hc["epoch_step"] == [4, 5]
+    assert hg["train_acc"] == hc["train_acc"] and hg["eval_acc"] == hc["eval_acc"]
+    np.testing.assert_allclose(gpu.flat_params, cpu.flat_params, rtol=1e-5, atol=1e-6)
+
+
+def test_gpu_runs_are_bit_identical_and_resume_from_state(rng):
+    x, t = _data(rng, n=12)  # 2 steps an epoch
+    a, ha = _fit("cuda", x, t, iters=4, optimizer="adam")
+    b, hb = _fit("cuda", x, t, iters=4, optimizer="adam")
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    assert ha["loss"] == hb["loss"]
+    # continue a run from its TrainState at an epoch boundary (the optimizer state comes
+    # back to the host after each epoch)
+    net = fastbp.Network([5, 4, 3], seed=2, device="cuda")
+    state = fastbp.train.TrainState(net, 5)
+    for stop in (2, 4):
+        fastbp.fit(net, x, t, iters=stop, batch_size=6, lr=0.05, optimizer="adam",
+                   eval_data=(x[:7], t[:7]), state=state)
+    np.testing.assert_array_equal(net.flat_params, a.flat_params)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_stops_before_the_bad_step_like_the_cpu(rng):
+    x, t = _data(rng)
+    results = {}
+    for device in ("cpu", "cuda"):
+        net = fastbp.Network([5, 4, 3], seed=2, device=device)
+        with pytest.raises(TrainingDiverged) as e:
+            fastbp.fit(net, 1e3 * x, t, iters=4, batch_size=6, lr=1e30, seed=5)
+        results[device] = (str(e.value).split(";")[0].split(" at ")[1], net.flat_params.copy())
+    assert results["cuda"][0] == results["cpu"][0]  # same step
+    np.testing.assert_allclose(results["cuda"][1], results["cpu"][1], rtol=1e-5)

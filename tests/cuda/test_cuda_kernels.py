@@ -1,0 +1,108 @@
+"""softmax + cross-entropy, argmax, the optimizer update and the gather against their CPU
+kernels (fastbp.kernels), float32 and float64, batch 1 and odd sizes."""
+import numpy as np
+import pytest
+from numba import cuda
+
+from cudatest import needs_device, near
+from fastbp.kernels import optimizers as cpu_opt
+from fastbp.kernels import softmax_loss as cpu_sm
+from fastbp.kernels.cuda import config
+from fastbp.kernels.cuda.gather import gather
+from fastbp.kernels.cuda.optimizers import update
+from fastbp.kernels.cuda.softmax_loss import argmax_rows, softmax_ce
+
+pytestmark = needs_device
+DTYPES = [np.float32, np.float64]
+
+
+def _softmax_ce(logits, t, grad=True, slot=0):
+    dl = cuda.to_device(np.full(logits.shape, np.nan, logits.dtype))
+    losses = cuda.to_device(np.full(3, np.nan))
+    stop = cuda.to_device(np.zeros(1, np.int64))
+    softmax_ce(logits.dtype.type, grad)[1, config.ROWS_BLOCK](
+        dl, losses, cuda.to_device(logits), cuda.to_device(t), slot, stop)
+    return dl.copy_to_host(), losses.copy_to_host(), int(stop.copy_to_host()[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,C", [(1, 10), (13, 10), (5, 1), (3, 4)])
+def test_softmax_ce_matches_cpu(N, C, dtype, rng):
+    logits = (3 * rng.standard_normal((N, C))).astype(dtype)
+    t = rng.integers(0, C, N).astype(np.int64)
+    want_d = np.empty_like(logits)
+    want_loss = cpu_sm.softmax_loss_forward_backward(want_d, logits, t)
+    got_d, losses, stop = _softmax_ce(logits, t, slot=1)
+    near(got_d, want_d, dtype)
+    np.testing.assert_allclose(losses[1], want_loss, rtol=1e-12)  # float64 on both sides
+    assert np.isnan(losses[[0, 2]]).all() and stop == 0
+    _, loss_only, _ = _softmax_ce(logits, t, grad=False)
+    np.testing.assert_allclose(loss_only[0], want_loss, rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_softmax_ce_huge_logits_and_divergence_flag():
+    # exact log-sum-exp: finite loss for 1e30 logits; an inf logit gives a NaN loss -> stop flag
+    logits = np.array([[1e30, 0, -1e30], [0, 1, 2]], np.float32)
+    t = np.array([1, 2], np.int64)
+    want = cpu_sm.cross_entropy(logits, t)
+    _, losses, stop = _softmax_ce(logits, t)
+    np.testing.assert_allclose(losses[0], want, rtol=1e-12)
+    assert stop == 0
+    _, losses, stop = _softmax_ce(np.array([[np.inf, 0]], np.float32), np.array([0], np.int64), slot=2)
+    assert not np.isfinite(losses[2]) and stop == 3  # slot + 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_argmax_is_numpys(dtype, rng):
+    logits = rng.integers(0, 3, (11, 4)).astype(dtype)  # many ties: the first maximum wins
+    pred = cuda.device_array(11, np.int64)
+    argmax_rows(dtype)[2, config.BLOCK](pred, cuda.to_device(logits))
+    np.testing.assert_array_equal(pred.copy_to_host(), logits.argmax(axis=1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt", cpu_opt.OPTIMIZERS)
+def test_update_matches_cpu_optimizer(opt, dtype, rng):
+    # a flat buffer of W (6 entries, decayed) then b (3, not decayed), three steps
+    sizes, offsets = np.array([2, 3], np.int64), np.array([0, 6], np.int64)
+    p = rng.standard_normal(9).astype(dtype)
+    state = (0.1 * rng.random((2, 9))).astype(dtype)
+    decay = np.array([1] * 6 + [0] * 3, np.uint8)
+    code = cpu_opt.OPTIMIZERS.index(opt)
+    h1, h2, lr, wd = 0.9, 0.999, 0.05, 0.01
+    dp, ds = cuda.to_device(p), cuda.to_device(state)
+    stop = cuda.to_device(np.zeros(1, np.int64))
+    for step in range(1, 4):
+        g = rng.standard_normal(9).astype(dtype)
+        cpu_opt.optimizer_step(p, g, state, offsets, sizes, code, lr, h1, h2, wd, step)
+        lr_t = lr * np.sqrt(1.0 - h2 ** step) / (1.0 - h1 ** step) if opt == "adam" else lr
+        update(dtype)[2, config.BLOCK](dp, cuda.to_device(g), ds[0], ds[1], cuda.to_device(decay), stop,
+                                       code, lr, lr_t, h1, 1 - h1, 1 - h2, wd)
+    near(dp.copy_to_host(), p, dtype)
+    near(ds.copy_to_host(), state, dtype)
+
+
+def test_update_skips_after_stop(rng):
+    p = rng.standard_normal(5).astype(np.float32)
+    dp = cuda.to_device(p)
+    z = cuda.to_device(np.zeros(5, np.float32))
+    update(np.float32)[1, config.BLOCK](dp, cuda.to_device(np.ones(5, np.float32)), z, z,
+                                        cuda.to_device(np.ones(5, np.uint8)),
+                                        cuda.to_device(np.array([4], np.int64)), 0, 0.1, 0.1, 0, 0, 0, 0.1)
+    np.testing.assert_array_equal(dp.copy_to_host(), p)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D,B", [(11, 3), (1, 1)])
+def test_gather(D, B, dtype, rng):
+    x = rng.standard_normal((7, D)).astype(dtype)
+    t = rng.integers(0, 10, 7).astype(np.int64)
+    order = rng.permutation(7).astype(np.int64)
+    xb = cuda.to_device(np.full((B, D), np.nan, dtype))
+    tb = cuda.to_device(np.full(B, -1, np.int64))
+    gather(dtype)[((D + config.BLOCK - 1) // config.BLOCK, B), config.BLOCK](
+        xb, tb, cuda.to_device(x), cuda.to_device(t), cuda.to_device(order), 2)
+    rows = order[2:2 + B]
+    np.testing.assert_array_equal(xb.copy_to_host(), x[rows])
+    np.testing.assert_array_equal(tb.copy_to_host(), t[rows])

@@ -1,0 +1,105 @@
+"""The CUDA kernels through the real compiler (NVVM, from the nvidia-cuda-nvcc wheel) with no
+GPU: every kernel, both dtypes, the GPU's own tile sizes (config.py), lowered to PTX for
+sm_80 and sm_90. Catches what the simulator forgives (non-constant shared-memory shapes,
+untyped literals, unsupported calls). And float32 kernels stay float32: no f64 instruction
+in their PTX (the softmax kernel's loss is float64 on purpose; its exp is checked apart).
+Plus: without a GPU, device="cuda" fails with a clear message, in Python and in the CLI."""
+import re
+import subprocess
+import sys
+import types as pytypes
+
+import numpy as np
+import pytest
+from numba import config as numba_config
+
+pytestmark = pytest.mark.skipif(numba_config.ENABLE_CUDASIM, reason="the simulator does not compile")
+
+
+@pytest.fixture(scope="module")
+def compile_ptx():
+    cuda = pytest.importorskip("numba.cuda")
+    import numba.cuda.dispatcher as dispatcher
+    # Device functions are compiled for "the current device"; without a GPU, tell them sm_80.
+    # Only the question "which compute capability?" is answered here; NVVM does the rest.
+    real = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(8, 0))
+    try:
+        cuda.compile_ptx(lambda a: None, "void(float32[::1])", cc=(8, 0))
+    except Exception as e:  # no NVVM in this environment
+        dispatcher.get_current_device = real
+        pytest.skip(f"NVVM not available: {e}")
+    yield lambda f, sig, cc=(8, 0): cuda.compile_ptx(f, sig, cc=cc)[0]
+    dispatcher.get_current_device = real
+
+
+def _f64_ops(ptx):
+    return [l.strip() for l in ptx.splitlines() if re.search(r"\.f64\b", l)]
+
+
+def _kernels():
+    from fastbp.kernels.cuda import gather, gemm, optimizers, softmax_loss
+    for NP in (np.float32, np.float64):
+        for version in gemm.VERSIONS:
+            for ta, tb, epi in ((False, False, gemm.EPI_BIAS_ACT), (False, True, gemm.EPI_ACT_GRAD),
+                                (True, False, gemm.EPI_COLSUM), (True, True, gemm.EPI_NONE)):
+                yield (f"gemm-{version}-{int(ta)}{int(tb)}-epi{epi}", NP,
+                       gemm.source(version, ta, tb, epi, NP), gemm.signature(NP))
+        yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP)
+        yield "gather", NP, gather.source(NP), gather.signature(NP)
+        yield "argmax", NP, softmax_loss.argmax_source(NP), softmax_loss.argmax_signature(NP)
+
+
+def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
+    from fastbp.kernels.cuda import config
+    assert config.TILE == 16 and config.REG == (16, 4, 8)  # the GPU's sizes, not the simulator's
+    names = []
+    for name, NP, f, sig in _kernels():
+        ptx = compile_ptx(f, sig)
+        assert ".entry" in ptx, name
+        if NP is np.float32:
+            assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
+        names.append(name)
+    assert len(names) == 2 * (3 * 4 + 3)
+
+
+def test_softmax_kernel_exponentiates_in_float32(compile_ptx):
+    # its loss sum is float64 by design (softmax_loss.py); the per-logit exp must not be
+    from fastbp.kernels.cuda import softmax_loss
+    for grad in (True, False):
+        ptx = compile_ptx(softmax_loss.softmax_ce_source(np.float32, grad),
+                          softmax_loss.softmax_ce_signature(np.float32))
+        assert re.search(r"ex2\.approx(\.ftz)?\.f32", ptx), "exp of a float32 logit is not float32"
+
+
+def test_gpu_targets(compile_ptx):
+    from fastbp.kernels.cuda import gemm
+    NP = np.float32
+    for cc in ((8, 0), (9, 0)):
+        ptx = compile_ptx(gemm.source("regblock", False, False, gemm.EPI_BIAS_ACT, NP), gemm.signature(NP), cc)
+        assert f".target sm_{cc[0]}{cc[1]}" in ptx
+        assert ".local" not in ptx  # the 4 x 4 accumulators live in registers, not local memory
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    import fastbp
+    from fastbp.cuda import DeviceUnavailable
+    try:
+        from numba import cuda
+        if cuda.is_available():
+            pytest.skip("a GPU is here")
+    except Exception:
+        pass
+    with pytest.raises(DeviceUnavailable, match="device='cuda'"):
+        fastbp.Network([3, 2], device="cuda")
+
+
+def test_cli_device_cuda_without_a_gpu(tmp_path):
+    from numba import cuda
+    if cuda.is_available():
+        pytest.skip("a GPU is here")
+    r = subprocess.run([sys.executable, "-m", "fastbp", "train", "--device", "cuda", "--no-download",
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "device='cuda'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
