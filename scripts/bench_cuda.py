@@ -11,6 +11,7 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    device, one permutation gather per step) vs PyTorch CUDA eager (autograd, the same steps);
    plus fastbp.fit's epoch with its two accuracy passes.
 3. 784-1024-1024-10 batch 256: one SGD step vs PyTorch CUDA eager.
+Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
 Timing: torch.cuda / numba synchronize around blocks of work, median of --rounds.
 Targets (issue #5): tiled SGEMM >= 30% of cuBLAS at 4096; the MNIST epoch faster than
 PyTorch eager; the large step within 2x of PyTorch.
@@ -207,8 +208,15 @@ def main(argv=None):
     name = device_name()
     print(f"device: {name}; tiles: tiled {config.TILE}, regblock {config.REG}", flush=True)
     x, t, xt, tt, data = load_data(args.smoke)
+    # compile cost: the kernels are compiled per process (explicit signatures, no disk cache)
+    t0 = time.perf_counter()
+    first = fastbp.Network([x.shape[1], 50 if not args.smoke else 6, 10], seed=0, device="cuda")
+    first.gradient(x[:100], t[:100])
+    startup = time.perf_counter() - t0
+    print(f"Network(device='cuda') + first gradient (compiles): {startup:.2f} s", flush=True)
     print("SGEMM float32 (n x n x n)", flush=True)
     result = {"device": name, "date": datetime.date.today().isoformat(), "data": data,
+              "first_gradient_s": startup,
               "sgemm": bench_sgemm(args.sizes, args.rounds, args.smoke)}
     print("MNIST 784-50-10 batch 100, one epoch", flush=True)
     result["mnist_epoch"] = bench_mnist(x, t, xt, tt, args.rounds, args.smoke)
