@@ -82,8 +82,8 @@ def fake_mnist(root, n_train=5, n_test=3, n_labels=None):
         write_idx(root / labels, rng.integers(0, 10, n_labels or n, dtype=np.uint8))
 
 
-def _cuda_tests_runnable():
-    # tests/cuda runs under the simulator (make test's own pass) or on a real GPU
+def cuda_tests_runnable():
+    """tests/cuda runs under the simulator (make test's own pass) or on a real GPU."""
     from numba import config
     if config.ENABLE_CUDASIM:
         return True
@@ -94,4 +94,4 @@ def _cuda_tests_runnable():
         return False
 
 
-collect_ignore = [] if _cuda_tests_runnable() else ["cuda"]
+collect_ignore = [] if cuda_tests_runnable() else ["cuda"]

@@ -105,7 +105,7 @@ class DeviceMLP:
         NP = self.NP
         self._update[self._update_blocks, config.BLOCK](
             self.params, self.grads, s0, s1, self.decay, self.stop, opt, NP(lr), NP(lr_t),
-                     NP(mu), NP(c1), NP(c2), NP(wd))
+            NP(mu), NP(c1), NP(c2), NP(wd))
 
     def predict_classes(self, x_dev, chunk):
         """Class ids (N,) int64 on the host for device rows x_dev (N, D0), `chunk` rows a pass."""

@@ -3,21 +3,11 @@ own pytest process with NUMBA_ENABLE_CUDASIM=1 set before numba is imported) or 
 on a real GPU; anywhere else they are skipped."""
 import numpy as np
 import pytest
-from numba import config
-
-
-def _device_usable():
-    if config.ENABLE_CUDASIM:
-        return True
-    try:
-        from numba import cuda
-        return cuda.is_available()
-    except Exception:
-        return False
+from conftest import cuda_tests_runnable
 
 
 needs_device = pytest.mark.skipif(
-    not _device_usable(), reason="no GPU: run with NUMBA_ENABLE_CUDASIM=1 (make test does)")
+    not cuda_tests_runnable(), reason="no GPU: run with NUMBA_ENABLE_CUDASIM=1 (make test does)")
 
 # GPU vs CPU kernels: same math, different summation order and fused multiply-adds
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
