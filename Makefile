@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BENCH_FAIL ?= median:15%
 STAMP := $(VENV)/.installed
 
-.PHONY: test train bench bench-compare bench-report clean clean-cache
+.PHONY: test train bench bench-compare bench-report bench-gpu clean clean-cache
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-compare: $(STAMP)
 # the side-by-side report: one process, ratios, JSON and a PNG chart in bench/results/
 bench-report: $(STAMP)
 	$(BIN)/python scripts/bench.py
+
+# on a GPU machine: SGEMM vs cuBLAS (needs CuPy), MNIST epoch and big step vs PyTorch CUDA
+bench-gpu: $(STAMP)
+	$(BIN)/python scripts/bench_cuda.py
 
 # numba caches each kernel's machine code next to its source and keys it on that
 # file alone; after editing a kernel that others call, drop the cache.
