@@ -26,9 +26,12 @@ def compile_ptx():
     dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(8, 0))
     try:
         cuda.compile_ptx(lambda a: None, "void(float32[::1])", cc=(8, 0))
-    except Exception as e:  # no NVVM in this environment
+    except Exception as e:
         dispatcher.get_current_device = real
-        pytest.skip(f"NVVM not available: {e}")
+        missing = any(w in str(e).lower() for w in ("libnvvm", "nvrtc", "cannot be found", "not found"))
+        if not missing:  # a compiler that is there and fails is a failure, not a skip
+            raise
+        pytest.skip(f"NVVM not installed (pip install 'fastbp[cuda]'): {e}")
     yield lambda f, sig, cc=(8, 0): cuda.compile_ptx(f, sig, cc=cc)[0]
     dispatcher.get_current_device = real
 
