@@ -15,8 +15,8 @@ def _data(rng, n=24, d=5, c=3):
     return rng.standard_normal((n, d)), rng.integers(0, c, n)
 
 
-def _fit(device, x, t, **kw):
-    net = fastbp.Network([x.shape[1], 4, 3], seed=2, device=device)
+def _fit(device, x, t, activation="relu", dtype="float32", **kw):
+    net = fastbp.Network([x.shape[1], 4, 3], seed=2, device=device, activation=activation, dtype=dtype)
     hist = fastbp.fit(net, x, t, batch_size=6, lr=0.05, seed=5, eval_data=(x[:7], t[:7]), **kw)
     return net, hist
 
@@ -30,6 +30,17 @@ def test_fit_matches_cpu(optimizer, rng):
     assert hg["epoch_step"] == hc["epoch_step"] == [4, 5]
     assert hg["train_acc"] == hc["train_acc"] and hg["eval_acc"] == hc["eval_acc"]
     np.testing.assert_allclose(gpu.flat_params, cpu.flat_params, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation,dtype", [("sigmoid", "float32"), ("relu", "float64")])
+def test_fit_matches_cpu_sigmoid_and_float64(activation, dtype, rng):
+    x, t = _data(rng, n=12)
+    cpu, hc = _fit("cpu", x, t, activation, dtype, iters=4, optimizer="momentum")
+    gpu, hg = _fit("cuda", x, t, activation, dtype, iters=4, optimizer="momentum")
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=rtol)
+    assert gpu.flat_params.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(gpu.flat_params, cpu.flat_params, rtol=rtol, atol=rtol / 10)
 
 
 def test_gpu_runs_are_bit_identical_and_resume_from_state(rng):
