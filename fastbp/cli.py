@@ -52,7 +52,7 @@ def _non_negative_float(text):
 
 def build_parser():
     from fastbp.kernels.optimizers import OPTIMIZERS
-    from fastbp.network import ACTIVATIONS
+    from fastbp.network import ACTIVATIONS, DEVICES
 
     parser = _Parser(prog="fastbp", description="numba-compiled backpropagation")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -71,7 +71,7 @@ def build_parser():
     tr.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS))
     tr.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
     tr.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    tr.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    tr.add_argument("--device", default="cpu", choices=list(DEVICES))
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="output folder (default: runs/<dataset>-<time>)")
     tr.add_argument("--checkpoint-every", type=_positive(int), metavar="N",

@@ -4,7 +4,6 @@ Host arrays in, host arrays out: the device holds the parameters (one flat
 buffer), gradients, workspaces, and during fit the whole data set. Nothing here
 runs unless a network asks for the GPU, so fastbp imports without numba-cuda.
 """
-import math
 from collections.abc import MutableMapping
 
 import numpy as np

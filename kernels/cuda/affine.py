@@ -12,8 +12,6 @@ network builds its whole step once and replays it (DeviceMLP). The launch
 configuration is applied at each launch, not stored: the simulator's
 kernel[blocks, threads] reconfigures and returns the one shared kernel object.
 """
-from numba import cuda
-
 from . import gemm as G
 
 
@@ -24,24 +22,19 @@ def _launch(version, ta, tb, epi, C, A, B, v, H, act):
     return k, blocks, threads, (C, A, B, v, H, act)
 
 
-def _dummies(NP):
-    return cuda.device_array(1, NP), cuda.device_array((1, 1), NP)
-
-
 def forward(out, x, W, b, act):
     """[(kernel, blocks, threads, args)] for out = act(x·W + b)."""
-    _, H = _dummies(out.dtype.type)
+    _, H = G.dummies(out.dtype.type)
     return [_launch(G.pick(*out.shape), False, False, G.EPI_BIAS_ACT, out, x, W, b, H, act)]
 
 
 def backward(dW, db, dz, x, dx=None, W=None, act_prev=0):
     """[(kernel, blocks, threads, args)] for dW, db from dz (B, M) and x (B, D); with dx, also
     dx = (dz·Wᵀ) * act_prev'(x) (x is then the previous layer's output)."""
-    plan = [_launch(G.pick(*dW.shape), True, False, G.EPI_COLSUM, dW, x, dz, db,
-                    _dummies(dW.dtype.type)[1], 0)]
+    dv, dH = G.dummies(dW.dtype.type)
+    plan = [_launch(G.pick(*dW.shape), True, False, G.EPI_COLSUM, dW, x, dz, db, dH, 0)]
     if dx is not None:
-        plan.append(_launch(G.pick(*dx.shape), False, True, G.EPI_ACT_GRAD, dx, dz, W,
-                            _dummies(dW.dtype.type)[0], x, act_prev))
+        plan.append(_launch(G.pick(*dx.shape), False, True, G.EPI_ACT_GRAD, dx, dz, W, dv, x, act_prev))
     return plan
 
 

@@ -208,13 +208,29 @@ def pick(M, N):
     return "regblock" if M * N >= config.REGBLOCK_MIN_OUTPUTS else "tiled"
 
 
+@functools.lru_cache(maxsize=None)
+def dummies(NP):
+    """A (1,) and a (1, 1) device array to pass for an unused v / H (made once per dtype:
+    device allocations are slow)."""
+    return cuda.device_array(1, NP), cuda.device_array((1, 1), NP)
+
+
 def gemm(C, A, B, ta=False, tb=False, epi=EPI_NONE, v=None, H=None, act=0, version=None, shape=None):
     """One launch of the chosen variant on device arrays (convenience for tests and benchmarks;
-    DeviceMLP configures its launches once instead)."""
+    DeviceMLP configures its launches once instead). Shapes are checked here: the kernel
+    does not bounds-check."""
+    M, N = C.shape
+    Ma, K = (A.shape[1], A.shape[0]) if ta else A.shape
+    Kb, Nb = (B.shape[1], B.shape[0]) if tb else B.shape
+    if (Ma, Kb, Nb) != (M, K, N):
+        raise ValueError(f"gemm: op(A) {Ma}x{K} · op(B) {Kb}x{Nb} does not give C {M}x{N}")
+    if epi in (EPI_BIAS_ACT, EPI_COLSUM) and (v is None or v.shape != (N,)):
+        raise ValueError(f"gemm: this epilogue needs v of shape ({N},)")
+    if epi == EPI_ACT_GRAD and (H is None or H.shape != (M, N)):
+        raise ValueError(f"gemm: EPI_ACT_GRAD needs H of shape ({M}, {N})")
     NP = C.dtype.type
     version = version or pick(*C.shape)
     k = kernel(version, ta, tb, epi, NP, shape)
     blocks, threads = launch_shape(version, C.shape[0], C.shape[1], shape)
-    dummy1 = v if v is not None else cuda.device_array(1, NP)
-    dummy2 = H if H is not None else cuda.device_array((1, 1), NP)
-    k[blocks, threads](C, A, B, dummy1, dummy2, act)
+    dv, dH = dummies(NP)
+    k[blocks, threads](C, A, B, dv if v is None else v, dH if H is None else H, act)

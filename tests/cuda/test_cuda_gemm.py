@@ -90,3 +90,13 @@ def test_full_size_tiles(version, shape, rng):
 def test_colsum_needs_untransposed_b():
     with pytest.raises(ValueError, match="tb must be False"):
         G.source("tiled", True, True, G.EPI_COLSUM, np.float32)
+
+
+def test_gemm_refuses_shapes_that_do_not_fit():
+    d = lambda *shape: cuda.device_array(shape, np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match="does not give C"):
+        G.gemm(d(3, 4), d(3, 5), d(6, 4))
+    with pytest.raises(ValueError, match="needs v"):
+        G.gemm(d(3, 4), d(5, 3), d(5, 4), ta=True, epi=G.EPI_COLSUM)
+    with pytest.raises(ValueError, match="needs H"):
+        G.gemm(d(3, 4), d(3, 5), d(5, 4), epi=G.EPI_ACT_GRAD, H=d(4, 3))
