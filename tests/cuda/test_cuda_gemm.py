@@ -2,6 +2,8 @@
 that are not multiples of the tiles (batch 1, width 1, K = 1, edges in every dimension)."""
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numba import cuda
 
 from cudatest import needs_device, near
@@ -100,3 +102,14 @@ def test_gemm_refuses_shapes_that_do_not_fit():
         G.gemm(d(3, 4), d(5, 3), d(5, 4), ta=True, epi=G.EPI_COLSUM)
     with pytest.raises(ValueError, match="needs H"):
         G.gemm(d(3, 4), d(3, 5), d(5, 4), epi=G.EPI_ACT_GRAD, H=d(4, 3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(version=st.sampled_from(G.VERSIONS), ta=st.booleans(), tb=st.booleans(),
+       M=st.integers(1, 9), N=st.integers(1, 9), K=st.integers(1, 11), seed=st.integers(0, 2 ** 16))
+def test_random_shapes_and_transposes(version, ta, tb, M, N, K, seed):
+    # any shape against the tiles (4 here, so 1..9 crosses 0, 1 or 2 edges), any transposes
+    rng = np.random.default_rng(seed)
+    A, B, want = _operands(rng, M, N, K, ta, tb, np.float32)
+    got, _ = _run(version, A, B, M, N, ta, tb)
+    near(got, want, np.float32)
