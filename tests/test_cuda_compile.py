@@ -47,32 +47,41 @@ def _kernels():
             for ta, tb, epi in ((False, False, gemm.EPI_BIAS_ACT), (False, True, gemm.EPI_ACT_GRAD),
                                 (True, False, gemm.EPI_COLSUM), (True, True, gemm.EPI_NONE)):
                 yield (f"gemm-{version}-{int(ta)}{int(tb)}-epi{epi}", NP,
-                       gemm.source(version, ta, tb, epi, NP), gemm.signature(NP))
-        yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP)
-        yield "gather", NP, gather.source(NP), gather.signature(NP)
-        yield "argmax", NP, softmax_loss.argmax_source(NP), softmax_loss.argmax_signature(NP)
+                       gemm.source(version, ta, tb, epi, NP), gemm.signature(NP), False)
+        yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP), False
+        yield "gather", NP, gather.source(NP), gather.signature(NP), False
+        yield "argmax", NP, softmax_loss.argmax_source(NP), softmax_loss.argmax_signature(NP), False
+        # the loss is float64 by design in these (softmax_loss.py)
+        for grad in (True, False):
+            yield (f"softmax-{grad}", NP, softmax_loss.softmax_ce_source(NP, grad),
+                   softmax_loss.softmax_ce_signature(NP), True)
+            yield (f"softmax-rows-{grad}", NP, softmax_loss.softmax_ce_rows_source(NP, grad),
+                   softmax_loss.softmax_ce_rows_signature(NP), True)
+    yield "mean-loss", np.float64, softmax_loss.mean_loss_source(), softmax_loss.mean_loss_signature(), True
 
 
 def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
     from fastbp.kernels.cuda import config
     assert config.TILE == 16 and config.REG == (16, 4, 8)  # the GPU's sizes, not the simulator's
     names = []
-    for name, NP, f, sig in _kernels():
+    for name, NP, f, sig, float64_loss in _kernels():
         ptx = compile_ptx(f, sig)
         assert ".entry" in ptx, name
-        if NP is np.float32:
+        if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
         names.append(name)
-    assert len(names) == 2 * (3 * 4 + 3)
+    assert len(names) == 2 * (3 * 4 + 3 + 4) + 1
 
 
 def test_softmax_kernel_exponentiates_in_float32(compile_ptx):
     # its loss sum is float64 by design (softmax_loss.py); the per-logit exp must not be
     from fastbp.kernels.cuda import softmax_loss
     for grad in (True, False):
-        ptx = compile_ptx(softmax_loss.softmax_ce_source(np.float32, grad),
-                          softmax_loss.softmax_ce_signature(np.float32))
-        assert re.search(r"ex2\.approx(\.ftz)?\.f32", ptx), "exp of a float32 logit is not float32"
+        for f, sig in ((softmax_loss.softmax_ce_source(np.float32, grad), softmax_loss.softmax_ce_signature),
+                       (softmax_loss.softmax_ce_rows_source(np.float32, grad),
+                        softmax_loss.softmax_ce_rows_signature)):
+            ptx = compile_ptx(f, sig(np.float32))
+            assert re.search(r"ex2\.approx(\.ftz)?\.f32", ptx), "exp of a float32 logit is not float32"
 
 
 def test_gpu_targets(compile_ptx):

@@ -19,6 +19,10 @@ else:
     BLOCK = 256
     ROWS_BLOCK = 256
 
+# Up to this many classes softmax_ce gives each row to one thread of a single block;
+# wider heads get a block per row (softmax_loss.py).
+ROW_THREAD_MAX_CLASSES = 32
+
 # The register-blocked gemm pays off only with enough 64 x 64 output tiles to fill
 # the GPU; smaller products (all of 784-50-10) use the tiled kernel. Not yet measured
 # on a GPU: scripts/bench_cuda.py prints all three versions at these shapes.

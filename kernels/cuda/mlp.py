@@ -7,7 +7,7 @@ acts[l] (B, D_{l+1}) and gradient deltas[l] (B, D_{l+1}).
 
 A training step is 3L + 2 launches and no host transfer:
     gather 1 | forward L | softmax+CE forward+backward 1 | backward 2L - 1 | optimizer 1
-(784-50-10: 8 launches). The loss of each step goes to a device array the host
+(784-50-10: 8 launches; one more with over config.ROW_THREAD_MAX_CLASSES classes). The loss of each step goes to a device array the host
 reads once per chunk of steps. Hidden layers use `act` (0 identity, 1 relu,
 2 sigmoid); the last layer gives the logits.
 """
@@ -19,7 +19,7 @@ from numba import cuda
 from . import affine, config
 from .gather import gather
 from .optimizers import ADAM, update
-from .softmax_loss import argmax_rows, softmax_ce
+from .softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
 
 IDENTITY = 0
 
@@ -76,13 +76,13 @@ class DeviceMLP:
     def loss_grad(self, ws, x, t, losses, slot):
         # forward + softmax CE + backward into self.grads; the mean loss into losses[slot]
         affine.run(ws.forward_plan(x))
-        ws.softmax[1, config.ROWS_BLOCK](ws.deltas[-1], losses, ws.acts[-1], t, slot, self.stop)
+        ws.softmax_ce(True, losses, t, slot)
         affine.run(ws.backward_plan(x))
 
     def loss(self, ws, x, t, losses, slot):
         # forward + the mean loss into losses[slot]; no gradients
         affine.run(ws.forward_plan(x))
-        ws.softmax_loss[1, config.ROWS_BLOCK](ws.deltas[-1], losses, ws.acts[-1], t, slot, self.stop)
+        ws.softmax_ce(False, losses, t, slot)
 
     def train_steps(self, ws, x, t, order, first, steps, opt, lr, mu, beta1, beta2, wd, t0, state,
                     losses):
@@ -127,11 +127,26 @@ class _Workspace:
         self.xb = cuda.device_array((B, net.sizes[0]), NP)
         self.tb = cuda.device_array(B, np.int64)
         # kernels; configured at each launch (see affine.py)
-        self.softmax = softmax_ce(NP)
-        self.softmax_loss = softmax_ce(NP, grad=False)
+        self.row_per_thread = net.sizes[-1] <= config.ROW_THREAD_MAX_CLASSES
+        if self.row_per_thread:
+            self.softmax = {g: softmax_ce(NP, g) for g in (True, False)}
+        else:
+            self.softmax = {g: softmax_ce_rows(NP, g) for g in (True, False)}
+            self.mean_loss = mean_loss()
+            self.row_loss = cuda.device_array(B, np.float64)
         self.gather = gather(NP)
         self.gather_blocks = (_blocks(net.sizes[0], config.BLOCK), B)
         self._forward = self._backward = None
+
+    def softmax_ce(self, grad, losses, t, slot):
+        # on the last layer's output: dlogits into deltas[-1] (if grad), the mean loss into
+        # losses[slot]; 1 launch for few classes, 2 for wide heads (softmax_loss.py)
+        logits, d = self.acts[-1], self.deltas[-1]
+        if self.row_per_thread:
+            self.softmax[grad][1, config.ROWS_BLOCK](d, losses, logits, t, slot, self.net.stop)
+        else:
+            self.softmax[grad][logits.shape[0], config.ROWS_BLOCK](d, self.row_loss, logits, t)
+            self.mean_loss[1, config.ROWS_BLOCK](losses, self.row_loss, slot, self.net.stop)
 
     def _act(self, l):
         return self.net.act if l < self.net.L - 1 else IDENTITY

@@ -3,11 +3,19 @@
 Sizes: N batch, C classes. logits (N, C), t (N,) int64 class ids in [0, C) (checked
 on the host before upload).
 
-softmax_ce: ONE block; thread k takes rows k, k + BLOCK, ... whole. With C = 10 a
-warp per row would leave 22 of 32 lanes idle and need a second launch (or float
+Two versions, side by side:
+
+softmax_ce (few classes; DeviceMLP uses it up to config.ROW_THREAD_MAX_CLASSES):
+ONE block; thread k takes rows k, k + BLOCK, ... whole. With C = 10 a warp or
+block per row would leave most lanes idle and need a second launch (or float
 atomics) for the batch mean; here the per-thread sums meet in a shared-memory
 tree in a fixed order, so the mean loss is reproducible and lands in the same
-launch. Per row, exactly the CPU's math (kernels/softmax_loss.py): the loss is
+launch.
+softmax_ce_rows + mean_loss (wide heads): one block per row, its threads striding
+the classes, shared-memory trees for the row max and sum; each row's loss goes to
+row_loss, and a one-block kernel sums them in a fixed order. Two launches.
+
+Per row, both do the CPU's math (kernels/softmax_loss.py): the loss is
 (m - x[t]) + log(s) in float64 through the row max m, dlogits = (softmax -
 onehot) / N in the kernel's dtype. The loss is the one float64 quantity in a
 float32 kernel, on purpose.
@@ -85,6 +93,111 @@ def softmax_ce_signature(NP):
 def softmax_ce(NP, grad=True, block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
     return cuda.jit(softmax_ce_signature(NP))(softmax_ce_source(NP, grad, block))
+
+
+@functools.lru_cache(maxsize=None)
+def softmax_ce_rows_source(NP, grad=True, block=None):
+    BLOCK = block or config.ROWS_BLOCK  # a power of two
+    zero = NP(0)
+
+    def softmax_ce_rows(dlogits, row_loss, logits, t):
+        # block i: row i of logits (N, C); writes dlogits[i] when grad, row_loss[i] (float64)
+        sh = cuda.shared.array(BLOCK, NP)
+        i, tid = cuda.blockIdx.x, cuda.threadIdx.x
+        N, C = logits.shape
+        inv_n = NP(1.0) / NP(N)
+        m = logits[i, 0]
+        for j in range(tid, C, BLOCK):
+            if logits[i, j] > m:
+                m = logits[i, j]
+        sh[tid] = m
+        cuda.syncthreads()
+        step = BLOCK // 2
+        while step > 0:
+            if tid < step and sh[tid + step] > sh[tid]:
+                sh[tid] = sh[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        m = sh[0]
+        cuda.syncthreads()  # everyone has read the max before sh is reused
+        s = zero
+        for j in range(tid, C, BLOCK):
+            e = math.exp(logits[i, j] - m)
+            if grad:
+                dlogits[i, j] = e
+            s += e
+        sh[tid] = s
+        cuda.syncthreads()
+        step = BLOCK // 2
+        while step > 0:
+            if tid < step:
+                sh[tid] += sh[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        s = sh[0]
+        label = t[i]
+        if grad:
+            scale = inv_n / s
+            for j in range(tid, C, BLOCK):
+                dlogits[i, j] *= scale
+                if j == label:
+                    dlogits[i, j] -= inv_n
+        if tid == 0:
+            row_loss[i] = (np.float64(m) - np.float64(logits[i, label])) + math.log(np.float64(s))
+
+    return softmax_ce_rows
+
+
+def softmax_ce_rows_signature(NP):
+    return types.void(_arr(NP, 2), types.Array(types.float64, 1, "C"), _arr(NP, 2),
+                      types.Array(types.int64, 1, "C"))
+
+
+@functools.lru_cache(maxsize=None)
+def softmax_ce_rows(NP, grad=True, block=None):
+    """Compiled; launch as [N, block or config.ROWS_BLOCK], then mean_loss."""
+    return cuda.jit(softmax_ce_rows_signature(NP))(softmax_ce_rows_source(NP, grad, block))
+
+
+@functools.lru_cache(maxsize=None)
+def mean_loss_source(block=None):
+    BLOCK = block or config.ROWS_BLOCK
+
+    def mean_loss(losses, row_loss, slot, stop):
+        # losses[slot] = mean of row_loss (N,), summed in a fixed order; stop as softmax_ce
+        partial = cuda.shared.array(BLOCK, np.float64)
+        tid = cuda.threadIdx.x
+        N = row_loss.shape[0]
+        acc = np.float64(0.0)
+        for i in range(tid, N, BLOCK):
+            acc += row_loss[i]
+        partial[tid] = acc
+        cuda.syncthreads()
+        step = BLOCK // 2
+        while step > 0:
+            if tid < step:
+                partial[tid] += partial[tid + step]
+            cuda.syncthreads()
+            step //= 2
+        if tid == 0:
+            loss = partial[0] / N
+            losses[slot] = loss
+            if not math.isfinite(loss) and stop[0] == 0:
+                stop[0] = slot + 1
+
+    return mean_loss
+
+
+def mean_loss_signature():
+    f64 = types.Array(types.float64, 1, "C")
+    i64 = types.Array(types.int64, 1, "C")
+    return types.void(f64, f64, types.int64, i64)
+
+
+@functools.lru_cache(maxsize=None)
+def mean_loss(block=None):
+    """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
+    return cuda.jit(mean_loss_signature())(mean_loss_source(block))
 
 
 def argmax_source(NP):

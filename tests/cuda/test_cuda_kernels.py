@@ -10,7 +10,7 @@ from fastbp.kernels import softmax_loss as cpu_sm
 from fastbp.kernels.cuda import config
 from fastbp.kernels.cuda.gather import gather
 from fastbp.kernels.cuda.optimizers import update
-from fastbp.kernels.cuda.softmax_loss import argmax_rows, softmax_ce
+from fastbp.kernels.cuda.softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
 
 pytestmark = needs_device
 DTYPES = [np.float32, np.float64]
@@ -106,3 +106,40 @@ def test_gather(D, B, dtype, rng):
     rows = order[2:2 + B]
     np.testing.assert_array_equal(xb.copy_to_host(), x[rows])
     np.testing.assert_array_equal(tb.copy_to_host(), t[rows])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,C", [(1, 1), (5, 10), (3, 37)])
+def test_block_per_row_softmax_matches_cpu(N, C, dtype, rng):
+    # the wide-head version: one block per row (threads stride the classes), then mean_loss
+    logits = (3 * rng.standard_normal((N, C))).astype(dtype)
+    t = rng.integers(0, C, N).astype(np.int64)
+    want_d = np.empty_like(logits)
+    want_loss = cpu_sm.softmax_loss_forward_backward(want_d, logits, t)
+    dl = cuda.to_device(np.full(logits.shape, np.nan, dtype))
+    rows = cuda.device_array(N, np.float64)
+    losses, stop = cuda.to_device(np.full(2, np.nan)), cuda.to_device(np.zeros(1, np.int64))
+    softmax_ce_rows(dtype)[N, config.ROWS_BLOCK](dl, rows, cuda.to_device(logits), cuda.to_device(t))
+    mean_loss()[1, config.ROWS_BLOCK](losses, rows, 1, stop)
+    near(dl.copy_to_host(), want_d, dtype)
+    # the row's exp sum is a tree here, sequential on the CPU: float32 rounding of s
+    np.testing.assert_allclose(losses.copy_to_host()[1], want_loss,
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert int(stop.copy_to_host()[0]) == 0
+    mean_loss()[1, config.ROWS_BLOCK](losses, cuda.to_device(np.array([1.0, np.inf])), 0, stop)
+    assert int(stop.copy_to_host()[0]) == 1
+
+
+def test_wide_head_network_matches_cpu(rng):
+    # 40 classes: DeviceMLP takes the block-per-row path in gradient, loss and fit
+    import fastbp
+    cpu = fastbp.Network([3, 4, 40], seed=1)
+    gpu = fastbp.Network([3, 4, 40], seed=1, device="cuda")
+    x, t = rng.standard_normal((6, 3)), rng.integers(0, 40, 6)
+    gc, gg = cpu.gradient(x, t), gpu.gradient(x, t)
+    for k in gc:
+        near(gg[k], gc[k], np.float32)
+    np.testing.assert_allclose(gpu.loss(x, t), cpu.loss(x, t), rtol=1e-6)
+    hc = fastbp.fit(cpu, x, t, iters=2, batch_size=3, seed=0)
+    hg = fastbp.fit(gpu, x, t, iters=2, batch_size=3, seed=0)
+    np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=1e-5)
