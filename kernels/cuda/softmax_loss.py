@@ -32,6 +32,27 @@ from numba import cuda, types
 from . import config
 
 
+@cuda.jit(device=True)
+def _block_sum(partial, tid, block):
+    # partial (block,) in shared memory, block a power of two: a tree leaves the sum in
+    # partial[0], always in the same order (reproducible)
+    cuda.syncthreads()
+    step = block // 2
+    while step > 0:
+        if tid < step:
+            partial[tid] += partial[tid + step]
+        cuda.syncthreads()
+        step //= 2
+
+
+@cuda.jit(device=True)
+def _store_mean(losses, stop, total, n, slot):
+    loss = total / n
+    losses[slot] = loss
+    if not math.isfinite(loss) and stop[0] == 0:
+        stop[0] = slot + 1
+
+
 def _arr(NP, ndim):
     return types.Array(types.float32 if NP is np.float32 else types.float64, ndim, "C")
 
@@ -67,18 +88,9 @@ def softmax_ce_source(NP, grad=True, block=None):
                     dlogits[i, j] *= scale
                 dlogits[i, label] -= inv_n
         partial[tid] = acc
-        cuda.syncthreads()
-        step = BLOCK // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        _block_sum(partial, tid, BLOCK)
         if tid == 0:
-            loss = partial[0] / N
-            losses[slot] = loss
-            if not math.isfinite(loss) and stop[0] == 0:
-                stop[0] = slot + 1
+            _store_mean(losses, stop, partial[0], N, slot)
 
     return softmax_ce
 
@@ -127,13 +139,7 @@ def softmax_ce_rows_source(NP, grad=True, block=None):
                 dlogits[i, j] = e
             s += e
         sh[tid] = s
-        cuda.syncthreads()
-        step = BLOCK // 2
-        while step > 0:
-            if tid < step:
-                sh[tid] += sh[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        _block_sum(sh, tid, BLOCK)
         s = sh[0]
         label = t[i]
         if grad:
@@ -172,18 +178,9 @@ def mean_loss_source(block=None):
         for i in range(tid, N, BLOCK):
             acc += row_loss[i]
         partial[tid] = acc
-        cuda.syncthreads()
-        step = BLOCK // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        _block_sum(partial, tid, BLOCK)
         if tid == 0:
-            loss = partial[0] / N
-            losses[slot] = loss
-            if not math.isfinite(loss) and stop[0] == 0:
-                stop[0] = slot + 1
+            _store_mean(losses, stop, partial[0], N, slot)
 
     return mean_loss
 
