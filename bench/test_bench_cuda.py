@@ -60,7 +60,7 @@ def test_sgd_steps(benchmark, cuda, sizes, batch):
     ws = dev.workspace(batch)
 
     def run():  # 10 SGD steps, the way fit runs them
-        dev.train_steps(ws, x, t, order, 0, 10, 0, 0.01, 0.0, 0.0, 0.0, 0.0, 0, state, losses)
+        dev.train_steps(ws, x, t, order, 0, 10, 0, 0.01, 0.0, 0.0, 0.0, 0, state, losses)
         cuda.synchronize()
     run()
     benchmark.group = f"cuda 10 SGD steps {'-'.join(map(str, sizes))} b{batch} float32"

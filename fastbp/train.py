@@ -36,7 +36,7 @@ class TrainState:
     """What a run needs to continue bit-identically: optimizer state, RNG, step, history."""
 
     def __init__(self, net, seed=None):
-        self.opt_state = np.zeros((2, net.flat_params.size), net.dtype)
+        self.opt_state = np.zeros((2, net._n_params), net.dtype)
         self.rng = np.random.default_rng(seed)
         self.step = 0
         self.epoch = 0
@@ -200,8 +200,8 @@ class _CudaSteps:
 
     def run(self, first, chunk, hyper, t0):
         opt, lr, h1, h2, wd = hyper
-        self.dev.train_steps(self.ws, self.x, self.t, self.order, first, chunk, opt, lr, h1, h1, h2,
-                             wd, t0, self.opt_state, self.losses)
+        self.dev.train_steps(self.ws, self.x, self.t, self.order, first, chunk, opt, lr, h1, h2, wd, t0,
+                             self.opt_state, self.losses)
         losses = self.losses.copy_to_host()
         stop = int(self.dev.stop.copy_to_host()[0])
         return (stop - 1 if stop else chunk), losses

@@ -55,13 +55,20 @@ def adam_update(p, m, v, g, lr_t, beta1, beta2, wd):
         p[i] -= lr_t * m[i] / (np.sqrt(v[i]) + eps)
 
 
+@njit(cache=CACHE)
+def adam_lr(lr, beta1, beta2, t):
+    # Adam's bias-corrected step size at step t = 1, 2, ... (also called from Python by the
+    # GPU loop, so both devices use the same float64 value)
+    return lr * np.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)
+
+
 @njit(cache=CACHE, fastmath=FASTMATH)
 def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t):
     # One update of every parameter block. state is (2, n): velocity (momentum), h (adagrad),
     # m and v (adam). hyper1/hyper2: momentum / (beta1, beta2). t: this step's number, from 1.
     lr_t = lr
     if opt == ADAM:
-        lr_t = lr * np.sqrt(1.0 - hyper2 ** t) / (1.0 - hyper1 ** t)
+        lr_t = adam_lr(lr, hyper1, hyper2, t)
     n_layers = sizes.shape[0] - 1
     for l in range(n_layers):
         for k in range(2):  # W block with weight decay, then b block without

@@ -135,7 +135,7 @@ def fastbp_steps(sizes, x, t, batch, lr, seed):
     losses = cuda.device_array(max(len(x) // batch, 1), np.float64)
 
     def run(k0, n):
-        dev.train_steps(ws, X, T, order, k0, n, 0, lr, 0.0, 0.0, 0.0, 0.0, 0, state, losses)
+        dev.train_steps(ws, X, T, order, k0, n, 0, lr, 0.0, 0.0, 0.0, 0, state, losses)
 
     return net, run
 

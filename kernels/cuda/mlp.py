@@ -16,6 +16,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..optimizers import adam_lr
 from . import affine, config
 from .gather import gather
 from .optimizers import ADAM, update
@@ -84,22 +85,22 @@ class DeviceMLP:
         affine.run(ws.forward_plan(x))
         ws.softmax_ce(False, losses, t, slot)
 
-    def train_steps(self, ws, x, t, order, first, steps, opt, lr, mu, beta1, beta2, wd, t0, state,
+    def train_steps(self, ws, x, t, order, first, steps, opt, lr, hyper1, hyper2, wd, t0, state,
                     losses):
         """`steps` SGD steps on rows order[(first + k) * B ...] of the device data set x, t;
-        the loss of step k into losses[k]. state (2, P): the optimizer's s0, s1. t0: steps
-        taken before (Adam's bias correction). Returns nothing: the host reads losses and
+        the loss of step k into losses[k]. state (2, P): the optimizer's s0, s1. hyper1/hyper2
+        as the CPU loop's: momentum / (beta1, beta2). t0: steps taken before (Adam's bias
+        correction). Returns nothing: the host reads losses and
         self.stop afterwards (stop[0] = k + 1 if step k's loss was not finite; the updates
         from that step on were skipped)."""
         self.stop.copy_to_device(np.zeros(1, np.int64))
         s0, s1 = state[0], state[1]
-        c1, c2 = 1 - beta1, 1 - beta2
+        c1, c2 = 1 - hyper1, 1 - hyper2
         for k in range(steps):
             ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)
             self.loss_grad(ws, ws.xb, ws.tb, losses, k)
-            n = t0 + k + 1
-            lr_t = lr * math.sqrt(1.0 - beta2 ** n) / (1.0 - beta1 ** n) if opt == ADAM else lr
-            self.optimizer_step(opt, lr, lr_t, mu, c1, c2, wd, s0, s1)
+            lr_t = adam_lr(lr, hyper1, hyper2, t0 + k + 1) if opt == ADAM else lr
+            self.optimizer_step(opt, lr, lr_t, hyper1, c1, c2, wd, s0, s1)
 
     def optimizer_step(self, opt, lr, lr_t, mu, c1, c2, wd, s0, s1):
         NP = self.NP
