@@ -82,3 +82,15 @@ def as_labels(t, n, n_classes, name="t"):
             raise ValueError(f"{name} as one-hot must hold one 1 and otherwise 0 in every row")
         return np.ascontiguousarray(hot.argmax(axis=1), dtype=np.int64)
     raise ValueError(f"{name} must be class ids (N,) or one-hot (N, {n_classes}), got shape {arr.shape}")
+
+
+def check_params(name, value, shape):
+    """The array to store as parameter `name` of `shape`, or a ValueError/TypeError."""
+    arr = np.asarray(value)
+    if arr.shape != shape:
+        raise ValueError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"params[{name!r}] must be numeric, got dtype {arr.dtype}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"params[{name!r}] must be finite: it holds NaN or Inf")
+    return arr

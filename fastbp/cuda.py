@@ -8,6 +8,8 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
+from fastbp.checks import check_params
+
 
 class DeviceUnavailable(RuntimeError):
     """device="cuda" was asked for and there is no usable GPU (nor numba's simulator)."""
@@ -28,18 +30,6 @@ def require_cuda():
             "device='cuda' but no CUDA GPU is usable here (no driver or no device); use "
             "device='cpu', or NUMBA_ENABLE_CUDASIM=1 for numba's (slow) simulator")
     return cuda
-
-
-def check_params(name, value, shape):
-    """The array to store as parameter `name` of `shape`, or a ValueError/TypeError."""
-    arr = np.asarray(value)
-    if arr.shape != shape:
-        raise ValueError(f"params[{name!r}] must have shape {shape}, got {arr.shape}")
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"params[{name!r}] must be numeric, got dtype {arr.dtype}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"params[{name!r}] must be finite: it holds NaN or Inf")
-    return arr
 
 
 class DeviceParams(MutableMapping):

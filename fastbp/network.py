@@ -12,8 +12,8 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
-from fastbp.checks import as_batch, as_float_array, as_labels, float_dtype
-from fastbp.cuda import CudaBackend, DeviceParams, check_params
+from fastbp.checks import as_batch, as_float_array, as_labels, check_params, float_dtype
+from fastbp.cuda import CudaBackend, DeviceParams
 from fastbp.files import atomic_savez, load_npz
 from fastbp.kernels import affine, mlp
 
