@@ -9,7 +9,9 @@ are mostly zero, which is where a loop can beat dense BLAS. Inputs are checked
 finite before they get here, so skipping 0 * b never hides a NaN.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
+from numba.np.linalg import _BLAS
 
 from .config import CACHE, FASTMATH, LOOP_FASTMATH
 
@@ -27,6 +29,37 @@ def matmul_nt_blas(out, a, b):
 @njit(cache=CACHE, fastmath=FASTMATH)
 def matmul_tn_blas(out, a, b):
     np.dot(a.T, b, out)
+
+
+def gemm_tn_update(c, a, b, alpha, beta):
+    """c = alpha * aᵀ·b + beta * c in ONE BLAS call; a (K, M), b (K, N), c (M, N), C-contiguous.
+
+    np.dot has no alpha/beta; this calls the same BLAS gemm numba's np.dot uses.
+    Why: SGD on a weight, W = (1 - lr*wd)·W - lr·xᵀ·dz, done inside the product
+    by the BLAS threads, instead of dW written by them and a separate pass on
+    this thread reading it back across cores (measured: 10-25 us of a 784-50-10
+    step). Callable from @njit code only."""
+
+
+@overload(gemm_tn_update)
+def _gemm_tn_update(c, a, b, alpha, beta):
+    if any(x.layout != "C" for x in (c, a, b)) or len({c.dtype, a.dtype, b.dtype}) > 1:
+        raise TypeError("gemm_tn_update needs C-contiguous arrays of one dtype")
+    xxgemm = _BLAS().numba_xxgemm(c.dtype)
+    kind = ord("s" if c.dtype == types.float32 else "d")
+    dtype = np.float32 if c.dtype == types.float32 else np.float64
+    no, yes = ord("N"), ord("T")
+
+    def impl(c, a, b, alpha, beta):
+        K, M = a.shape
+        N = b.shape[1]
+        ab = np.empty(2, dtype)
+        ab[0], ab[1] = alpha, beta
+        # row-major c (M, N) is column-major cᵀ (N, M): cᵀ = alpha * bᵀ·a + beta * cᵀ, where
+        # b (K, N) row-major is column-major bᵀ (N, K) and a (K, M) is column-major aᵀ (M, K)
+        xxgemm(kind, no, yes, N, M, K, ab[0:].ctypes, b.ctypes, N, a.ctypes, M, ab[1:].ctypes,
+               c.ctypes, N)
+    return impl
 
 
 @njit(cache=CACHE, fastmath=LOOP_FASTMATH, parallel=True)

@@ -14,8 +14,10 @@ layer's output. Nothing is allocated here.
 from numba import njit
 from numba.extending import overload
 
-from .affine import IDENTITY, affine_backward, affine_backward_weights, affine_forward
+from .affine import IDENTITY, affine_backward, affine_backward_weights, affine_forward, bias_act_backward
 from .config import CACHE, FASTMATH
+from .matmul import gemm_tn_update
+from .matmul import matmul_nt_blas as matmul_nt
 from .mse_loss import mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
 
@@ -109,13 +111,48 @@ def mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
-def mlp_loss_grad(grads, acts, deltas, params, offsets, sizes, x, t, act):
-    # forward, loss, backward: fills grads; returns the loss
+def mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, x, act, lr, wd):
+    # mlp_backward fused with one SGD step: each W becomes (1 - lr*wd)·W - lr·(inᵀ·dz) inside
+    # the BLAS product (gemm_tn_update), after dx has used the old W; each b -= lr * db.
+    # grads only holds the bias gradients afterwards (its W blocks are not written).
+    N = x.shape[0]
+    L = sizes.shape[0] - 1
+    alpha, beta = -lr, 1.0 - lr * wd
+    half = deltas.shape[0] // 2
+    C = sizes[L]
+    dcur = deltas[:N * C].reshape((N, C))
+    side = 0
+    for l in range(L - 1, -1, -1):
+        W, b = _weights(params, offsets, sizes, l)
+        _, db = _weights(grads, offsets, sizes, l)
+        bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, l), _act_of(l, L, act))
+        inp = x if l == 0 else _output(acts, sizes, N, l - 1)
+        if l > 0:
+            side = 1 - side
+            dprev = deltas[side * half:side * half + N * sizes[l]].reshape((N, sizes[l]))
+            matmul_nt(dprev, dcur, W)
+        gemm_tn_update(W, inp, dcur, alpha, beta)
+        for j in range(b.shape[0]):
+            b[j] -= b.dtype.type(lr) * db[j]
+        if l > 0:
+            dcur = dprev
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def mlp_loss_dy(acts, deltas, params, offsets, sizes, x, t, act):
+    # forward, then the loss and d loss / d output into deltas[:N * DL]: all a backward
+    # pass needs; returns the loss
     N = x.shape[0]
     L = sizes.shape[0] - 1
     mlp_forward(acts, params, offsets, sizes, x, act)
     dy = deltas[:N * sizes[L]].reshape((N, sizes[L]))
-    loss = _output_loss_grad(dy, _output(acts, sizes, N, L - 1), t)
+    return _output_loss_grad(dy, _output(acts, sizes, N, L - 1), t)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def mlp_loss_grad(grads, acts, deltas, params, offsets, sizes, x, t, act):
+    # forward, loss, backward: fills grads; returns the loss
+    loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, x, t, act)
     mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act)
     return loss
 

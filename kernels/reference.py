@@ -21,6 +21,10 @@ def matmul_tn(a, b):
     return a.T @ b
 
 
+def gemm_tn_update(c, a, b, alpha, beta):
+    return alpha * (a.T @ b) + beta * c
+
+
 def relu_forward(x):
     return np.maximum(x, 0)
 

@@ -3,17 +3,19 @@
 Sizes as in mlp.py. x (N, D0) and t (N,) are the whole training set, order (N,)
 int64 this epoch's shuffled row order. Step k of a call uses rows
 order[(first + k) * B : (first + k + 1) * B]: they are gathered into the
-contiguous batch buffers xb (B, D0), tb (B,), then one forward + backward
-(mlp_loss_grad) and one optimizer update over the flat buffer follow. The loss
-of each step goes to losses[k]. A non-finite loss stops the call before that
-step's update is applied; the number of steps completed is returned.
+contiguous batch buffers xb (B, D0), tb (B,), then the forward pass and the
+loss (mlp_loss_dy). The loss of each step goes to losses[k]; a non-finite loss stops the call
+there, before that step's update; the number of steps completed is returned.
+Then the backward pass and the update: for SGD fused (mlp_backward_sgd: each W
+is updated inside its gradient's BLAS product), for the other optimizers the
+gradients into grads, then one optimizer pass over the flat buffer.
 """
 import numpy as np
 from numba import njit
 
 from .config import CACHE, FASTMATH
-from .mlp import mlp_loss_grad
-from .optimizers import optimizer_step
+from .mlp import mlp_backward, mlp_backward_sgd, mlp_loss_dy
+from .optimizers import SGD, optimizer_step
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -36,9 +38,13 @@ def train_steps(params, grads, state, acts, deltas, xb, tb, x, t, order, first, 
     for k in range(steps):
         start = (first + k) * B
         gather_batch(xb, tb, x, t, order[start:start + B])
-        loss = mlp_loss_grad(grads, acts, deltas, params, offsets, sizes, xb, tb, act)
+        loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xb, tb, act)
         losses[k] = loss
         if not np.isfinite(loss):
             return k
-        optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
+        if opt == SGD:
+            mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, xb, act, lr, wd)
+        else:
+            mlp_backward(grads, acts, deltas, params, offsets, sizes, xb, act)
+            optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
     return steps

@@ -1,6 +1,7 @@
 """Both matrix-product families (BLAS in @njit, hand-written loops) against NumPy."""
 import numpy as np
 import pytest
+from numba import njit
 
 from conftest import DTYPES, assert_near
 from fastbp.kernels import matmul, reference
@@ -46,3 +47,32 @@ def test_loop_overwrites_stale_output(rng, dtype):
         out = np.full((4, 3), 7.0, dtype)
         getattr(matmul, f"matmul_nn_{impl}")(out, a, b)
         assert (out == 0).all()
+
+
+@njit
+def _gemm_tn_update(c, a, b, alpha, beta):  # the kernel is callable from compiled code only
+    matmul.gemm_tn_update(c, a, b, alpha, beta)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES)
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.1, 1.0), (-0.01, 0.999), (2.5, -0.5)])
+def test_gemm_tn_update_matches_numpy(rng, dtype, M, K, N, alpha, beta):
+    a = sparse(rng, (K, M), dtype)
+    b = rng.standard_normal((K, N)).astype(dtype)
+    c = rng.standard_normal((M, N)).astype(dtype)
+    want = reference.gemm_tn_update(c, a, b, dtype(alpha), dtype(beta))
+    keep_a, keep_b = a.copy(), b.copy()
+    _gemm_tn_update(c, a, b, alpha, beta)
+    assert_near(c, want, dtype)
+    np.testing.assert_array_equal(a, keep_a)
+    np.testing.assert_array_equal(b, keep_b)
+
+
+def test_gemm_tn_update_refuses_strided_or_mixed_arrays(rng):
+    c = np.zeros((3, 4))
+    a, b = rng.standard_normal((5, 3)), rng.standard_normal((5, 4))
+    with pytest.raises(Exception, match="C-contiguous arrays of one dtype"):
+        _gemm_tn_update(c, a[:, ::-1], b, 1.0, 0.0)
+    with pytest.raises(Exception, match="C-contiguous arrays of one dtype"):
+        _gemm_tn_update(c, a.astype(np.float32), b, 1.0, 0.0)

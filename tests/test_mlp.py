@@ -80,3 +80,30 @@ def test_forward_leaves_logits_in_last_block(rng):
     W1, b1, W2, b2 = split(params, layout)
     np.testing.assert_allclose(acts[-6:].reshape(2, 3), np.maximum(x @ W1 + b1, 0) @ W2 + b2,
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", SIZES)
+@pytest.mark.parametrize("N", [1, 8])
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_backward_sgd_is_one_sgd_step(rng, act, dtype, sizes, N, wd):
+    # the fused backward + SGD leaves the parameters the book's SGD step gives
+    lr = 0.3
+    params, offsets, sz, x, t, layout = make(rng, sizes, N, dtype)
+    acts, deltas = workspace(sizes, N, dtype)
+    code = affine.ACTIVATIONS.index(act)
+    parts = split(params, layout)
+    _, dWs, dbs = reference.mlp_loss_grad(parts[0::2], parts[1::2], x, t, act)
+    want = []
+    for W, b, dW, db in zip(parts[0::2], parts[1::2], dWs, dbs):
+        want += [reference.optimizer_update(W, dW, np.zeros((2,) + W.shape, dtype), "sgd", lr, wd=wd)[0],
+                 reference.optimizer_update(b, db, np.zeros((2,) + b.shape, dtype), "sgd", lr)[0]]
+
+    loss = mlp.mlp_loss_dy(acts, deltas, params, offsets, sz, x, t, code)
+    keep_x = x.copy()
+    mlp.mlp_backward_sgd(params, np.empty_like(params), acts, deltas, offsets, sz, x, code, lr, wd)
+    for got, w in zip(split(params, layout), want):
+        assert_near(got, w, dtype)
+    np.testing.assert_array_equal(x, keep_x)
+    assert np.isfinite(loss)
