@@ -14,10 +14,12 @@ layer's output. Nothing is allocated here.
 from numba import njit
 from numba.extending import overload
 
-from .affine import IDENTITY, affine_backward, affine_backward_weights, affine_forward, bias_act_backward
+from .affine import IDENTITY, affine_forward, bias_act_backward
 from .config import CACHE, FASTMATH
 from .matmul import gemm_tn_update
 from .matmul import matmul_nt_blas as matmul_nt
+from .matmul import matmul_tn_blas as matmul_tn
+from .optimizers import sgd_update
 from .mse_loss import mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
 
@@ -89,53 +91,46 @@ def mlp_loss(acts, params, offsets, sizes, x, t, act):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
-def mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act):
-    # from d loss / d output, already in deltas[:N * DL], back through every layer into grads
+def _backprop(grads, acts, deltas, params, offsets, sizes, x, act, sgd, lr, wd):
+    # From d loss / d output, already in deltas[:N * DL], back through every layer: one pass
+    # for dz = dout * act'(out) and db, dx = dz·Wᵀ with W as it is, then the weight product:
+    # dW = inᵀ·dz into grads, or with sgd the update itself inside it (gemm_tn_update:
+    # W = (1 - lr*wd)·W - lr·inᵀ·dz) and b -= lr·db. deltas ping-pongs between two halves.
     N = x.shape[0]
     L = sizes.shape[0] - 1
-    half = deltas.shape[0] // 2
-    C = sizes[L]
-    dcur = deltas[:N * C].reshape((N, C))
-    side = 0
-    for l in range(L - 1, 0, -1):
-        D = sizes[l]
-        side = 1 - side
-        dprev = deltas[side * half:side * half + N * D].reshape((N, D))
-        W, _ = _weights(params, offsets, sizes, l)
-        dW, db = _weights(grads, offsets, sizes, l)
-        affine_backward(dprev, dW, db, dcur, dcur, _output(acts, sizes, N, l),
-                        _output(acts, sizes, N, l - 1), W, _act_of(l, L, act))
-        dcur = dprev
-    dW, db = _weights(grads, offsets, sizes, 0)
-    affine_backward_weights(dW, db, dcur, dcur, _output(acts, sizes, N, 0), x, _act_of(0, L, act))
-
-
-@njit(cache=CACHE, fastmath=FASTMATH)
-def mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, x, act, lr, wd):
-    # mlp_backward fused with one SGD step: each W becomes (1 - lr*wd)·W - lr·(inᵀ·dz) inside
-    # the BLAS product (gemm_tn_update), after dx has used the old W; each b -= lr * db.
-    # grads only holds the bias gradients afterwards (its W blocks are not written).
-    N = x.shape[0]
-    L = sizes.shape[0] - 1
-    alpha, beta = -lr, 1.0 - lr * wd
     half = deltas.shape[0] // 2
     C = sizes[L]
     dcur = deltas[:N * C].reshape((N, C))
     side = 0
     for l in range(L - 1, -1, -1):
         W, b = _weights(params, offsets, sizes, l)
-        _, db = _weights(grads, offsets, sizes, l)
+        dW, db = _weights(grads, offsets, sizes, l)
         bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, l), _act_of(l, L, act))
         inp = x if l == 0 else _output(acts, sizes, N, l - 1)
-        if l > 0:
+        if l > 0:  # the first layer needs no dx
             side = 1 - side
             dprev = deltas[side * half:side * half + N * sizes[l]].reshape((N, sizes[l]))
             matmul_nt(dprev, dcur, W)
-        gemm_tn_update(W, inp, dcur, alpha, beta)
-        for j in range(b.shape[0]):
-            b[j] -= b.dtype.type(lr) * db[j]
+        if sgd:
+            gemm_tn_update(W, inp, dcur, -lr, 1.0 - lr * wd)
+            sgd_update(b, db, lr, 0.0)
+        else:
+            matmul_tn(dW, inp, dcur)
         if l > 0:
             dcur = dprev
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act):
+    # from d loss / d output, already in deltas[:N * DL], back through every layer into grads
+    _backprop(grads, acts, deltas, params, offsets, sizes, x, act, False, 0.0, 0.0)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, x, act, lr, wd):
+    # mlp_backward fused with one SGD step: each W is updated inside its weight product,
+    # after dx has used the old W; grads only holds the bias gradients afterwards.
+    _backprop(grads, acts, deltas, params, offsets, sizes, x, act, True, lr, wd)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
