@@ -94,3 +94,9 @@ def check_params(name, value, shape):
     if not np.isfinite(arr).all():
         raise ValueError(f"params[{name!r}] must be finite: it holds NaN or Inf")
     return arr
+
+
+def check_seed(seed, name="seed"):
+    """None or an integer >= 0, as np.random.default_rng takes it."""
+    if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
+        raise ValueError(f"{name} must be None or an integer >= 0, got {seed!r}")

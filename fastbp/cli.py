@@ -1,84 +1,146 @@
 """`fastbp train`: train an MLP on MNIST or Fashion-MNIST from the command line.
 
-    fastbp train --dataset mnist --hidden 50 --epochs 10 --lr 0.1 --out runs/mnist
+    fastbp train --dataset mnist --hidden 50 --epochs 10 --out runs/mnist
 
-Writes OUT/params.npz (Network.load reads it), OUT/metrics.json,
-OUT/curves.png and, with --checkpoint-every N, OUT/checkpoint.npz every N
-epochs (--resume continues from it). Errors are one line on stderr and a
+Writes OUT/params.npz (Network.load reads it), OUT/metrics.json and OUT/curves.png;
+with --checkpoint-every N also OUT/checkpoint.npz every N epochs, with metrics and
+curves up to that point. Ctrl-C (SIGINT) or SIGTERM finishes the steps in flight,
+writes all four and exits 130 or 143; `--resume --out OUT` continues any of them
+with the settings stored in the checkpoint. Errors are one line on stderr and a
 non-zero exit status, never a traceback.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 
 import numpy as np
 
 USAGE_ERROR, RUN_ERROR = 2, 1
+EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells do
+
+# A run's settings and their defaults: the one list the parser, a resume and metrics.json share.
+# lr None: the optimizer's own default (fastbp.train.DEFAULT_LR).
+RUN_DEFAULTS = {"dataset": "mnist", "data_dir": None, "download": None, "hidden": [50],
+                "activation": "relu", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
+                "optimizer": "sgd", "weight_decay": 0.0, "dtype": "float32", "device": "cpu",
+                "seed": 0, "checkpoint_every": None}
+DEFAULT_EPOCHS = 10
+# what makes a run that run: a resume keeps them and refuses a different value
+IDENTITY = ("dataset", "hidden", "activation", "batch_size", "lr", "optimizer", "weight_decay",
+            "dtype", "seed")
 
 
 class CLIError(Exception):
     """A problem with the arguments or the data, reported as one line."""
 
+    def __init__(self, message, status=RUN_ERROR):
+        super().__init__(message)
+        self.status = status
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + message
-        raise CLIError(f"{self.prog}: {message}")
+        raise CLIError(message, USAGE_ERROR)
 
 
-def _positive(kind):
+def _number(kind, ok, what):
     def parse(text):
         try:
             v = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if not (v > 0 and math.isfinite(v)):
-            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n' if kind is int else ''} "
+                                             f"{kind.__name__}") from None
+        if not (ok(v) and math.isfinite(v)):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {what}")
         return v
     return parse
 
 
-def _non_negative_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return v
-
-
 def build_parser():
+    from fastbp import __version__
     from fastbp.kernels.optimizers import OPTIMIZERS
     from fastbp.network import ACTIVATIONS, DEVICES
+    from fastbp.train import DEFAULT_LR
 
+    positive_int = _number(int, lambda v: v > 0, "positive")
+    d = RUN_DEFAULTS
     parser = _Parser(prog="fastbp", description="numba-compiled backpropagation")
+    parser.add_argument("--version", action="version", version=f"fastbp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    tr = sub.add_parser("train", help="train an MLP on MNIST or Fashion-MNIST")
-    tr.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    tr.add_argument("--data-dir", help="folder with the four IDX files (default: search, then download)")
-    tr.add_argument("--no-download", action="store_true", help="never download")
-    tr.add_argument("--hidden", type=_positive(int), nargs="+", default=[50], metavar="N",
-                    help="hidden layer widths (default: 50)")
-    tr.add_argument("--activation", default="relu", choices=list(ACTIVATIONS))
+    tr = sub.add_parser(
+        "train", help="train an MLP on MNIST or Fashion-MNIST",
+        description="Train an MLP; with --resume, options left out keep the run's own settings.")
+    # every default is None here so that a resume can tell what was given; RUN_DEFAULTS fills in
+    tr.add_argument("--dataset", choices=["mnist", "fashion-mnist"],
+                    help=f"(default: {d['dataset']})")
+    tr.add_argument("--data-dir", help="folder with the four IDX files, .gz or not (default: "
+                    "$FASTBP_DATA, the user cache, system copies; MNIST falls back to the shipped sample)")
+    tr.add_argument("--download", action=argparse.BooleanOptionalAction,
+                    help="fetch missing files (default: into the user cache only, never into --data-dir)")
+    tr.add_argument("--hidden", type=positive_int, nargs="+", metavar="N",
+                    help=f"hidden layer widths (default: {' '.join(map(str, d['hidden']))})")
+    tr.add_argument("--activation", choices=list(ACTIVATIONS), help=f"(default: {d['activation']})")
     length = tr.add_mutually_exclusive_group()
-    length.add_argument("--iters", type=_positive(int), help="training steps")
-    length.add_argument("--epochs", type=_positive(int), help="passes over the data (default: 10)")
-    tr.add_argument("--batch-size", type=_positive(int), default=100)
-    tr.add_argument("--lr", type=_positive(float), default=0.1)
-    tr.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS))
-    tr.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
-    tr.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    tr.add_argument("--device", default="cpu", choices=list(DEVICES))
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", help="output folder (default: runs/<dataset>-<time>)")
-    tr.add_argument("--checkpoint-every", type=_positive(int), metavar="N",
-                    help="write OUT/checkpoint.npz every N epochs")
-    tr.add_argument("--resume", action="store_true", help="continue the run in OUT from its checkpoint")
+    length.add_argument("--iters", type=positive_int, help="training steps")
+    length.add_argument("--epochs", type=positive_int,
+                        help=f"passes over the data (default: {DEFAULT_EPOCHS})")
+    tr.add_argument("--batch-size", type=positive_int, help=f"(default: {d['batch_size']})")
+    tr.add_argument("--lr", type=_number(float, lambda v: v > 0, "positive"),
+                    help="learning rate (default: " +
+                    ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
+    tr.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"(default: {d['optimizer']})")
+    tr.add_argument("--weight-decay", type=_number(float, lambda v: v >= 0, ">= 0"),
+                    help=f"L2 on the weights (default: {d['weight_decay']:g})")
+    tr.add_argument("--dtype", choices=["float32", "float64"], help=f"(default: {d['dtype']})")
+    tr.add_argument("--device", choices=list(DEVICES), help=f"(default: {d['device']})")
+    tr.add_argument("--seed", type=_number(int, lambda v: v >= 0, ">= 0"),
+                    help=f"weights and batch order (default: {d['seed']})")
+    tr.add_argument("--out", help="output folder (default: a new runs/<dataset>-<time>)")
+    tr.add_argument("--checkpoint-every", type=positive_int, metavar="N",
+                    help="write OUT/checkpoint.npz, metrics.json, curves.png every N epochs "
+                    "(default: only when interrupted)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the run in --out with its stored settings")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _flag(key, value):
+    text = " ".join(map(str, value)) if isinstance(value, list) else value
+    return f"--{key.replace('_', '-')} {text}"
+
+
+def resolve_settings(args, saved=None):
+    """The run's settings: RUN_DEFAULTS, then a resumed run's saved ones, then what was given.
+    On a resume, a given identity setting that differs from the saved one is a CLIError."""
+    from fastbp.train import DEFAULT_LR
+
+    given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k) is not None}
+    settings = dict(RUN_DEFAULTS)
+    if saved is not None:
+        settings.update({k: saved[k] for k in RUN_DEFAULTS if k in saved})
+        if "hidden" not in saved and "sizes" in saved:  # settings stored before "hidden" was
+            settings["hidden"] = list(saved["sizes"][1:-1])
+        clash = [f"{_flag(k, given[k])} (the run has {_flag(k, settings[k]).split(' ', 1)[1]})"
+                 for k in IDENTITY if k in given and given[k] != settings[k]]
+        if clash:
+            raise CLIError(f"--resume: {', '.join(clash)}; the run's settings are in its checkpoint: "
+                           f"leave these out, or start a new --out")
+        if "iters" in given or "epochs" in given:  # the length may change; the other goes
+            settings["iters"] = settings["epochs"] = None
+    if "data_dir" in given:  # stored for a resume, which may start from another folder
+        given["data_dir"] = os.path.abspath(given["data_dir"])
+    settings.update(given)
+    if settings["lr"] is None:
+        settings["lr"] = DEFAULT_LR[settings["optimizer"]]
+    if settings["iters"] is None and settings["epochs"] is None:
+        settings["epochs"] = DEFAULT_EPOCHS
+    return settings
 
 
 def load_data(dataset, data_dir, download, say):
@@ -93,19 +155,108 @@ def load_data(dataset, data_dir, download, say):
     except (FileNotFoundError, datasets.DownloadError) as e:
         if data_dir is not None or dataset != "mnist":
             raise CLIError(str(e)) from None
-    except ValueError as e:  # a malformed file
+    except ValueError as e:  # a malformed file, or another data set's
         raise CLIError(str(e)) from None
     (x, t), (xt, tt) = datasets.load_mnist_sample()
-    why = "none could be downloaded" if download else "downloads are off"
+    why = "none could be downloaded" if download is not False else "downloads are off"
     say(f"fastbp: no full MNIST found and {why}; training on the embedded sample "
         f"({len(x)} train / {len(xt)} test images)")
     return (x, t), (xt, tt), "mnist embedded sample"
 
 
+# -- the run folder: claimed by one process at a time, never reused by a new run
+
+def new_run_folder(dataset):
+    """A folder runs/<dataset>-<time> created here and now (exclusive: -2, -3, ... on collision)."""
+    stem = os.path.join("runs", f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs("runs", exist_ok=True)
+    for k in range(1, 10000):
+        path = stem if k == 1 else f"{stem}-{k}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise CLIError(f"cannot find a free folder name {stem}-N")
+
+
+def _lock_folder(out):
+    """An exclusive lock on the folder itself (flock on its descriptor), held until exit;
+    another fastbp train on the same folder is refused instead of overwriting it."""
+    try:
+        import fcntl
+    except ImportError:  # no fcntl (Windows): the exclusive mkdir above is all there is
+        return None
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise CLIError(f"{out} is in use by another fastbp train") from None
+    return fd
+
+
+def _holds_run(out):
+    return any(os.path.exists(os.path.join(out, f)) for f in ("checkpoint.npz", "params.npz", "metrics.json"))
+
+
+@contextlib.contextmanager
+def run_folder(out, resume, dataset):
+    """Yield the run's folder, created (new runs) and locked; removed again if this process
+    created it and left it empty (an error or an interruption before anything was written)."""
+    if resume and not out:
+        raise CLIError("--resume needs the --out folder of the run to continue")
+    created = False
+    try:
+        if out is None:
+            out, created = new_run_folder(dataset), True
+        else:
+            created = not os.path.isdir(out)
+            os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"cannot create {out}: {e.strerror}") from None
+    lock = _lock_folder(out)
+    try:
+        if resume and not os.path.isfile(os.path.join(out, "checkpoint.npz")):
+            raise CLIError(f"--resume: no checkpoint at {os.path.join(out, 'checkpoint.npz')}")
+        if not resume and _holds_run(out):
+            raise CLIError(f"{out} already holds a run; continue it with --resume or choose another --out")
+        for name in os.listdir(out):  # a run killed mid-write leaves its temporary file behind
+            if name.startswith(".fastbp-") and name.endswith(".tmp"):
+                os.unlink(os.path.join(out, name))
+        yield out
+    finally:
+        if lock is not None:
+            os.close(lock)
+        if created and not os.listdir(out):
+            os.rmdir(out)
+
+
+class Signals:
+    """SIGINT and SIGTERM set `signum` instead of killing the process, so training stops
+    between chunks of steps with everything consistent; the old handlers come back on exit."""
+
+    def __init__(self):
+        self.signum = None
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def __enter__(self):
+        self.old = {s: signal.signal(s, self._handle) for s in EXIT_ON_SIGNAL}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+    def __call__(self):
+        return self.signum is not None
+
+
 def train(args):
     import fastbp
-    from fastbp.train import (TrainingDiverged, compile_for, fit, load_checkpoint, save_checkpoint,
-                              total_steps)
+    from fastbp.train import TrainingDiverged, TrainState, fit, load_checkpoint, read_config, total_steps
 
     if args.device == "cuda":
         from fastbp.cuda import DeviceUnavailable, require_cuda
@@ -115,22 +266,6 @@ def train(args):
             raise CLIError(str(e)) from None
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such directory")
-    if args.resume and not args.out:
-        raise CLIError("--resume needs the --out folder of the run to continue")
-    out = args.out or os.path.join("runs", f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    ckpt = os.path.join(out, "checkpoint.npz")
-    if args.resume and not os.path.isfile(ckpt):
-        raise CLIError(f"--resume: no checkpoint at {ckpt}")
-    if not args.resume and os.path.isdir(out) and \
-            any(os.path.exists(os.path.join(out, f)) for f in ("checkpoint.npz", "params.npz")):
-        raise CLIError(f"{out} already holds a run; continue it with --resume or choose another --out")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise CLIError(f"cannot create {out}: {e.strerror}") from None
-    for name in os.listdir(out):  # a run killed mid-write leaves its temporary file behind
-        if name.startswith(".fastbp-") and name.endswith(".tmp"):
-            os.unlink(os.path.join(out, name))
 
     progress = not args.no_progress and sys.stderr.isatty()
 
@@ -141,87 +276,140 @@ def train(args):
         else:
             print(msg, flush=True)
 
-    (x, t), (xt, tt), source = load_data(args.dataset, args.data_dir, not args.no_download, say)
-    sizes = [x.shape[1], *args.hidden, 10]
-    if args.batch_size > len(x):
-        raise CLIError(f"--batch-size {args.batch_size} is larger than the {len(x)} training images")
-    steps, per_epoch = total_steps(len(x), args.batch_size, args.iters,
-                                   None if args.iters else (args.epochs or 10))
-    config = {"dataset": args.dataset, "train_size": len(x), "sizes": sizes,
-              "activation": args.activation, "dtype": args.dtype, "optimizer": args.optimizer,
-              "lr": args.lr, "weight_decay": args.weight_decay, "batch_size": args.batch_size,
-              "seed": args.seed}  # what a resumed run must share; its length may differ
-    if args.resume:
+    with Signals() as stopped, run_folder(args.out, args.resume, args.dataset or "mnist") as out:
+        ckpt = os.path.join(out, "checkpoint.npz")
         try:
-            net, state = load_checkpoint(ckpt, config, device=args.device)
+            saved = read_config(ckpt) if args.resume else None
         except ValueError as e:
             raise CLIError(str(e)) from None
-        say(f"fastbp: resuming {out} at step {state.step} (epoch {state.epoch})")
-    else:
-        net, state = fastbp.Network(sizes, activation=args.activation, dtype=args.dtype,
-                                    seed=args.seed, device=args.device), None
-    say(f"fastbp: {source}: {len(x)} train / {len(xt)} test; {net}; {args.optimizer} lr {args.lr}, "
-        f"batch {args.batch_size}, {steps} steps ({per_epoch} per epoch)")
-    saved_epoch = [state.epoch if state else None]
+        s = resolve_settings(args, saved)
+        (x, t), (xt, tt), source = load_data(s["dataset"], s["data_dir"], s["download"], say)
+        if s["batch_size"] > len(x):
+            raise CLIError(f"--batch-size {s['batch_size']} is larger than the {len(x)} training images")
+        steps, per_epoch = total_steps(len(x), s["batch_size"], s["iters"], s["epochs"])
+        sizes = [x.shape[1], *s["hidden"], 10]
+        if saved is not None:
+            if saved.get("train_size", len(x)) != len(x):
+                raise CLIError(f"--resume: the run trained on {saved['train_size']} images; "
+                               f"this {source} has {len(x)}")
+            try:
+                net, state = load_checkpoint(ckpt, device=s["device"])
+            except ValueError as e:
+                raise CLIError(str(e)) from None
+            length = f"--iters {steps}" if s["iters"] else f"--epochs {s['epochs']} ({steps} steps)"
+            if steps < state.step:
+                raise CLIError(f"--resume: {out} is already at step {state.step} (epoch {state.epoch}); "
+                               f"{length} would move it backwards, and a resume never does")
+            if steps == state.step and os.path.isfile(os.path.join(out, "params.npz")):
+                say(f"fastbp: {out} is complete at step {state.step} (epoch {state.epoch}); nothing to do "
+                    f"(a larger --epochs or --iters trains on)")
+                return 0
+            say(f"fastbp: resuming {out} at step {state.step} (epoch {state.epoch})")
+        else:
+            net = fastbp.Network(sizes, activation=s["activation"], dtype=s["dtype"], seed=s["seed"],
+                                 device=s["device"])
+            state = TrainState(net, s["seed"])
+        config = {**s, "sizes": sizes, "train_size": len(x), "steps": steps}
+        say(f"fastbp: {source}: {len(x)} train / {len(xt)} test; {net}; {s['optimizer']} lr {s['lr']:g}, "
+            f"batch {s['batch_size']}, {steps} steps ({per_epoch} per epoch); results in {out}")
+        results = Results(out, net, config, source, f"{net} on {source}")
+        saved_epoch = [state.epoch if saved is not None else None]
 
-    def on_epoch(st):
-        h = st.history
-        say(f"epoch {st.epoch:3d}  step {st.step:6d}  loss {np.mean(h['loss'][-per_epoch:]):.4f}  "
-            f"train acc {h['train_acc'][-1]:.4f}  test acc {h['eval_acc'][-1]:.4f}  "
-            f"({h['epoch_seconds'][-1]:.2f} s)")
-        if args.checkpoint_every and (st.epoch % args.checkpoint_every == 0 or st.step == steps):
-            save_checkpoint(ckpt, net, st, config)
-            saved_epoch[0] = st.epoch
+        def on_epoch(st):
+            every = s["checkpoint_every"]
+            if every and (st.epoch % every == 0 or st.step == steps):
+                results.checkpoint(st)
+                results.write(st, "running", params=False)
+                saved_epoch[0] = st.epoch
 
-    if args.device == "cpu":  # (cuda kernels compiled when the Network was made)
-        compile_for(args.dtype, args.activation)  # one process at a time on a cold cache
-    started = time.perf_counter()
-    try:
-        history = fit(net, x, t, iters=steps, batch_size=args.batch_size, lr=args.lr,
-                      optimizer=args.optimizer, weight_decay=args.weight_decay, seed=args.seed,
-                      eval_data=(xt, tt), progress=progress, state=state, on_epoch=on_epoch)
-    except TrainingDiverged as e:
-        kept = (f"last good checkpoint kept: {ckpt} (epoch {saved_epoch[0]})"
-                if saved_epoch[0] is not None else "no checkpoint was written (use --checkpoint-every)")
-        raise CLIError(f"training diverged: {e}; {kept}; try a smaller --lr") from None
-    seconds = time.perf_counter() - started
+        start_step = state.step
+        started = time.perf_counter()
+        try:
+            history = fit(net, x, t, iters=steps, batch_size=s["batch_size"], lr=s["lr"],
+                          optimizer=s["optimizer"], weight_decay=s["weight_decay"], seed=s["seed"],
+                          eval_data=(xt, tt), progress=progress, verbose=True, state=state,
+                          on_epoch=on_epoch, should_stop=stopped)
+        except TrainingDiverged as e:
+            kept = (f"last good checkpoint kept: {ckpt} (epoch {saved_epoch[0]})"
+                    if saved_epoch[0] is not None else "no checkpoint was written (use --checkpoint-every)")
+            raise CLIError(f"training diverged: {e}; {kept}; try a smaller --lr") from None
+        results.seconds = time.perf_counter() - started
+        if stopped():
+            name = signal.Signals(stopped.signum).name
+            if state.step == start_step:
+                say(f"fastbp: interrupted ({name}) before step {start_step + 1}; nothing new to write")
+                return EXIT_ON_SIGNAL[stopped.signum]
+            results.checkpoint(state)
+            results.write(state, "interrupted", signal=name)
+            print(f"fastbp: interrupted ({name}) at step {state.step} of {steps} (epoch {state.epoch}); "
+                  f"wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz; continue with "
+                  f"fastbp train --resume --out {out}", file=sys.stderr, flush=True)
+            return EXIT_ON_SIGNAL[stopped.signum]
+        results.write(state, "finished")
+        say(f"fastbp: test accuracy {history['eval_acc'][-1]:.4f} after {steps} steps in "
+            f"{results.seconds:.1f} s; wrote {out}/params.npz, metrics.json, curves.png")
+        return 0
 
-    net.save(os.path.join(out, "params.npz"))
-    metrics = {"config": {**config, "steps": steps}, "data": source, "seconds": seconds,
-               "final": {"train_acc": history["train_acc"][-1], "test_acc": history["eval_acc"][-1],
-                         "loss": history["loss"][-1]},
-               "history": history}
-    with open(os.path.join(out, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
-    plot_curves(os.path.join(out, "curves.png"), history, per_epoch, f"{net} on {source}")
-    say(f"fastbp: test accuracy {history['eval_acc'][-1]:.4f} after {steps} steps in {seconds:.1f} s; "
-        f"wrote {out}/params.npz, metrics.json, curves.png")
-    return 0
+
+class Results:
+    """What a run writes into its folder, each file atomically and with the user's umask."""
+
+    def __init__(self, out, net, config, source, title):
+        self.out, self.net, self.config, self.source, self.title = out, net, config, source, title
+        self.seconds = 0.0
+
+    def path(self, name):
+        return os.path.join(self.out, name)
+
+    def checkpoint(self, state):
+        from fastbp.train import save_checkpoint
+        save_checkpoint(self.path("checkpoint.npz"), self.net, state, self.config)
+
+    def write(self, state, status, params=True, signal=None):
+        """params.npz (unless params=False), metrics.json and curves.png for the run so far."""
+        from fastbp.files import atomic_write_text
+        h = state.history
+        if params:
+            self.net.save(self.path("params.npz"))
+        metrics = {"status": status, "step": state.step, "epoch": state.epoch,
+                   "config": self.config, "data": self.source, "seconds": self.seconds,
+                   "final": None, "history": h}
+        if h["epoch_step"]:  # the last completed epoch's numbers
+            metrics["final"] = {"epoch": state.epoch, "loss": h["epoch_loss"][-1],
+                                "train_acc": h["train_acc"][-1], "test_acc": h["eval_acc"][-1],
+                                "test_loss": h["eval_loss"][-1]}
+        if signal is not None:
+            metrics["interrupted"] = {"step": state.step, "signal": signal,
+                                      "note": f"interrupted at step {state.step} by {signal}; "
+                                              f"--resume continues from checkpoint.npz"}
+        atomic_write_text(self.path("metrics.json"), json.dumps(metrics, indent=1))
+        plot_curves(self.path("curves.png"), h, self.title)
 
 
-def plot_curves(path, history, per_epoch, title):
+def plot_curves(path, history, title):
     """Loss per step (and its per-epoch mean) beside train/test accuracy per epoch, as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from fastbp.files import atomic_file
 
     loss = np.asarray(history["loss"])
     epochs = np.arange(1, len(history["train_acc"]) + 1)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.plot(np.arange(1, len(loss) + 1), loss, lw=0.5, alpha=0.4, label="minibatch loss")
-    ends = np.asarray(history["epoch_step"])
-    means = [loss[max(e - per_epoch, 0):e].mean() for e in ends]
-    a.plot(ends, means, "o-", ms=3, label="epoch mean")
+    a.plot(history["epoch_step"], history["epoch_loss"], "o-", ms=3, label="epoch mean")
     a.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title="loss")
     a.legend()
     b.plot(epochs, history["train_acc"], "o-", ms=3, label="train")
-    b.plot(epochs, history["eval_acc"], "s-", ms=3, label="test")
+    if any(v is not None for v in history["eval_acc"]):
+        b.plot(epochs, history["eval_acc"], "s-", ms=3, label="test")
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     b.grid(alpha=0.3)
     b.legend()
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -231,8 +419,8 @@ def main(argv=None):
         return train(args)
     except CLIError as e:
         print(f"fastbp: error: {e}", file=sys.stderr)
-        return USAGE_ERROR if str(e).startswith("fastbp") else RUN_ERROR
-    except KeyboardInterrupt:
+        return e.status
+    except KeyboardInterrupt:  # before the handlers are up, or after they are gone
         print("fastbp: interrupted", file=sys.stderr)
         return 130
 

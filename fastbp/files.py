@@ -1,7 +1,9 @@
 """Files written safely, .npz read without pickles.
 
 atomic_file: write to a temporary file beside the target, fsync, rename: a crash
-at any moment leaves either the old file or the new one, never half of one.
+at any moment leaves either the old file or the new one, never half of one. The
+file gets the permissions open() would give it (0666 less the umask), not the
+private 0600 of a temporary file.
 """
 import contextlib
 import os
@@ -11,6 +13,21 @@ import zipfile
 import numpy as np
 
 
+def _umask():
+    """The process's umask, read without changing it where Linux tells it (/proc), else
+    by setting and restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path):
     """A binary file object that becomes `path` only if the with-block ends without an error."""
@@ -18,6 +35,8 @@ def atomic_file(path):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -34,6 +53,12 @@ def atomic_file(path):
             os.close(dfd)
     except OSError:
         pass
+
+
+def atomic_write_text(path, text):
+    """Write text (UTF-8) to exactly `path`, atomically."""
+    with atomic_file(path) as f:
+        f.write(text.encode("utf-8"))
 
 
 def atomic_savez(path, **arrays):

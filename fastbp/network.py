@@ -12,7 +12,7 @@ from collections.abc import MutableMapping
 
 import numpy as np
 
-from fastbp.checks import as_batch, as_float_array, as_labels, check_params, float_dtype
+from fastbp.checks import as_batch, as_float_array, as_labels, check_params, check_seed, float_dtype
 from fastbp.cuda import CudaBackend, DeviceParams
 from fastbp.files import atomic_savez, load_npz
 from fastbp.kernels import affine, mlp
@@ -123,6 +123,7 @@ class Network:
             raise ValueError(f"device='cuda' supports loss='softmax_ce' only, got loss={loss!r}")
         self.activation = activation
         self.dtype = float_dtype(dtype)
+        check_seed(seed)
         self.device = device
         self.layout = param_layout(self.sizes)
         self._n_params = sum(math.prod(shape) for _, _, shape in self.layout)
@@ -200,8 +201,10 @@ class Network:
         return out
 
     def loss(self, x, t):
-        """Mean softmax cross-entropy over the batch, as a Python float."""
-        x, t = self._xt(x, t)
+        """The mean loss over the batch (softmax cross-entropy, or MSE for loss="mse"), a float."""
+        return self._loss(*self._xt(x, t))
+
+    def _loss(self, x, t):
         if self._cuda is not None:
             return self._cuda.loss(x, t)
         total = 0.0
