@@ -8,11 +8,17 @@ are uint8 (N,) or one-hot float32 (N, 10). Every file is validated before use
 Where the files are looked for, in order: `root` if given (only there); else
 $FASTBP_DATA/<name>/, the per-user cache (~/.cache/fastbp/<name>/, or under
 $XDG_CACHE_HOME), and for Fashion-MNIST Debian's /usr/share/datasets/fashion-mnist
-(`apt-get install dataset-fashion-mnist`). Missing files are downloaded when
-download=True: mirror after mirror, each file checked against the official
-md5 sum, written to a temporary file and renamed into place, so the cache never
-holds half a file. md5 sums are checked on downloads only: any well-formed IDX
-pair whose counts agree loads (a 24,000-image prefix of MNIST, say).
+(`apt-get install dataset-fashion-mnist`). Each file may be gzip'd (the official
+`train-images-idx3-ubyte.gz`) or not (`train-images-idx3-ubyte`, or
+`train-images.idx3-ubyte` as some mirrors name it).
+
+Missing files are downloaded into the cache unless download=False, and into an
+explicit `root` only with download=True: mirror after mirror, each file checked
+against the official md5 sum, written to a temporary file and renamed into place,
+so no folder ever holds half a file. Other files are not required to match the
+official sums (a 24,000-image prefix of MNIST loads), but a folder holding the
+other data set's official test files is refused: MNIST and Fashion-MNIST share
+names, shapes and counts, and only their bytes tell them apart.
 """
 import gzip
 import hashlib
@@ -47,6 +53,8 @@ DATASETS = {
             "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
         },
         "system": [],
+        # md5 of the uncompressed official test files: the same whatever the compression
+        "test_raw_md5": {"2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"},
     },
     "fashion-mnist": {
         "mirrors": [
@@ -60,6 +68,7 @@ DATASETS = {
             "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
         },
         "system": ["/usr/share/datasets/fashion-mnist"],
+        "test_raw_md5": {"8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"},
     },
 }
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "mnist-sample")
@@ -71,14 +80,41 @@ class DownloadError(OSError):
     """Every mirror failed for a file; the message lists what each one did."""
 
 
-def read_idx(path, ndim):
-    """The uint8 array in a gzip'd IDX file with `ndim` dimensions, checked byte for byte."""
-    path = os.fspath(path)
+def idx_names(name):
+    """The names an IDX file goes by: the official .gz, uncompressed, and the dotted variant."""
+    stem = name[:-3] if name.endswith(".gz") else name
+    dotted = stem.replace("-idx", ".idx", 1)
+    return [stem + ".gz", stem, dotted, dotted + ".gz"]
+
+
+def find_idx(folder, name):
+    """The path of IDX file `name` in folder under any of its names, or None."""
+    for n in idx_names(name):
+        path = os.path.join(folder, n)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _raw_bytes(path):
+    """The IDX bytes of a file, gunzipped if it is gzip (its first two bytes, or a .gz name)."""
+    gzipped = False
     try:
-        with gzip.open(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated stream, bad CRC
-        raise ValueError(f"{path}: not a readable gzip file ({e})") from None
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b" or path.endswith(".gz")
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as e:  # truncated stream, bad CRC, unreadable
+        raise ValueError(f"{path}: not a readable {'gzip' if gzipped else 'IDX'} file ({e})") from None
+
+
+def read_idx(path, ndim):
+    """The uint8 array in an IDX file (gzip'd or not) with `ndim` dimensions, checked byte for byte."""
+    path = os.fspath(path)
+    return _parse_idx(_raw_bytes(path), path, ndim)
+
+
+def _parse_idx(raw, path, ndim):
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"{path}: {len(raw)} bytes is shorter than an IDX header ({header} bytes)")
@@ -103,8 +139,12 @@ def _all_files():
     return [n for pair in FILES.values() for n in pair]
 
 
+def _missing(folder):
+    return [n for n in _all_files() if find_idx(folder, n) is None]
+
+
 def _complete(folder):
-    return all(os.path.isfile(os.path.join(folder, n)) for n in _all_files())
+    return not _missing(folder)
 
 
 def candidate_dirs(name):
@@ -142,7 +182,7 @@ def download(name, folder, mirrors=None, timeout=30, log=None):
     os.makedirs(folder, exist_ok=True)
     for fname in _all_files():
         path = os.path.join(folder, fname)
-        if os.path.isfile(path):
+        if find_idx(folder, fname) is not None:
             continue
         failures = []
         for mirror in mirrors:
@@ -157,11 +197,23 @@ def download(name, folder, mirrors=None, timeout=30, log=None):
             raise DownloadError(f"could not download {fname} for {name}: " + "; ".join(failures))
 
 
-def _read_pair(root, images_name, labels_name):
-    images_path = os.path.join(root, images_name)
-    labels_path = os.path.join(root, labels_name)
-    images = read_idx(images_path, 3)
-    labels = read_idx(labels_path, 1)
+def _read_checked(path, ndim, name):
+    """read_idx, refusing the official test file of a data set other than `name`."""
+    raw = _raw_bytes(path)
+    if name is not None:
+        digest = hashlib.md5(raw).hexdigest()
+        for other, spec in DATASETS.items():
+            if other != name and digest in spec["test_raw_md5"]:
+                raise ValueError(f"{path} is {other}'s official test file (md5 of its contents "
+                                 f"{digest}), not {name}'s: this folder holds {other}")
+    return _parse_idx(raw, path, ndim)
+
+
+def _read_pair(root, images_name, labels_name, name):
+    images_path = find_idx(root, images_name)
+    labels_path = find_idx(root, labels_name)
+    images = _read_checked(images_path, 3, name)
+    labels = _read_checked(labels_path, 1, name)
     if images.shape[1:] != (28, 28):
         raise ValueError(f"{images_path}: images are {images.shape[1:]}, expected 28x28")
     if images.shape[0] != labels.shape[0]:
@@ -172,15 +224,16 @@ def _read_pair(root, images_name, labels_name):
     return images, labels
 
 
-def load_idx_folder(folder, normalize=True, flatten=True, one_hot_label=False):
-    """(x_train, t_train), (x_test, t_test) from the four IDX files in folder, in the book's conventions."""
+def load_idx_folder(folder, normalize=True, flatten=True, one_hot_label=False, name=None):
+    """(x_train, t_train), (x_test, t_test) from the four IDX files in folder, in the book's
+    conventions; with `name` ("mnist", "fashion-mnist"), another data set's files are refused."""
     folder = os.fspath(folder)
-    missing = [n for n in _all_files() if not os.path.isfile(os.path.join(folder, n))]
+    missing = _missing(folder)
     if missing:
         raise FileNotFoundError(f"{folder}: missing {missing}")
     out = []
     for split in ("train", "test"):
-        images, labels = _read_pair(folder, *FILES[split])
+        images, labels = _read_pair(folder, *FILES[split], name)
         x = images.astype(np.float32) / np.float32(255) if normalize else images.copy()
         x = x.reshape(len(x), 784) if flatten else x.reshape(len(x), 1, 28, 28)
         t = np.eye(10, dtype=np.float32)[labels] if one_hot_label else labels.copy()
@@ -188,39 +241,58 @@ def load_idx_folder(folder, normalize=True, flatten=True, one_hot_label=False):
     return tuple(out)
 
 
-def locate(name, root=None, download_missing=True, log=None):
-    """The folder holding data set `name`, downloading into it if allowed and needed."""
+def _offline_hint(name):
+    hint = (f"put the four IDX files in {candidate_dirs(name)[0]} (or pass root=, or set $FASTBP_DATA)")
+    if name == "mnist":
+        hint += ("; fastbp.datasets.load_mnist_sample() loads the real-MNIST sample shipped with "
+                 "fastbp (14,000 train / 2,000 test images)")
+    return hint
+
+
+def locate(name, root=None, download_missing=None, log=None):
+    """The folder holding data set `name`. Missing files are downloaded into the cache unless
+    download_missing is False, into an explicit root only if it is True."""
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASETS)}")
     if root is not None:
         root = os.fspath(root)
-        if not _complete(root):
-            if not download_missing:
-                raise FileNotFoundError(f"{root}: missing {name} files (and download=False)")
+        missing = _missing(root)
+        if missing:
+            if download_missing is not True:
+                raise FileNotFoundError(f"{root}: missing {name} files {missing}; download=True "
+                                        f"(fastbp train: --download) fetches them into it")
             download(name, root, log=log)
         return root
     for folder in candidate_dirs(name):
         if _complete(folder):
             return folder
     target = candidate_dirs(name)[0]
-    if not download_missing:
-        raise FileNotFoundError(f"no {name} files in {candidate_dirs(name)} (and download=False)")
-    download(name, target, log=log)
+    if download_missing is False:
+        raise FileNotFoundError(f"no {name} files in {candidate_dirs(name)} (and download=False); "
+                                + _offline_hint(name))
+    try:
+        download(name, target, log=log)
+    except DownloadError as e:
+        raise DownloadError(f"{e}. Offline? {_offline_hint(name)}") from None
     return target
 
 
-def load_mnist(normalize=True, flatten=True, one_hot_label=False, root=None, download=True):
-    """MNIST as (x_train, t_train), (x_test, t_test); see the module docstring for where it looks."""
-    return load_idx_folder(locate("mnist", root, download), normalize, flatten, one_hot_label)
+def load_mnist(normalize=True, flatten=True, one_hot_label=False, root=None, download=None):
+    """MNIST as (x_train, t_train), (x_test, t_test); see the module docstring for where it looks.
+    download: None fetches missing files into the cache (never into an explicit root), True
+    also into root, False never."""
+    return load_idx_folder(locate("mnist", root, download), normalize, flatten, one_hot_label, "mnist")
 
 
-def load_fashion_mnist(normalize=True, flatten=True, one_hot_label=False, root=None, download=True):
+def load_fashion_mnist(normalize=True, flatten=True, one_hot_label=False, root=None, download=None):
     """Fashion-MNIST, the same way as load_mnist (also found in Debian's dataset-fashion-mnist)."""
-    return load_idx_folder(locate("fashion-mnist", root, download), normalize, flatten, one_hot_label)
+    return load_idx_folder(locate("fashion-mnist", root, download), normalize, flatten, one_hot_label,
+                           "fashion-mnist")
 
 
 def load_mnist_sample(normalize=True, flatten=True, one_hot_label=False):
-    """The small real-MNIST sample shipped inside the package (see scripts/make_mnist_sample.py)."""
+    """Real MNIST, small, shipped inside the package: the first 14,000 training and 2,000 test
+    images (scripts/make_mnist_sample.py), for offline use; the same conventions as load_mnist."""
     return load_idx_folder(SAMPLE_DIR, normalize, flatten, one_hot_label)
 
 

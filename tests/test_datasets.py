@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import fake_mnist, write_idx
-from fastbp.datasets import FILES, SAMPLE_DIR, load_mnist, load_mnist_sample, read_idx, spiral
+from fastbp.datasets import (FILES, SAMPLE_DIR, load_fashion_mnist, load_mnist, load_mnist_sample, read_idx,
+                             spiral)
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
@@ -102,3 +103,37 @@ def test_spiral_is_deterministic_and_balanced():
     assert np.abs(x).max() <= 1.0
     with pytest.raises(ValueError):
         spiral(0, 3)
+
+
+def test_uncompressed_and_dotted_file_names_load_alike(tmp_path):
+    gz = tmp_path / "gz"
+    gz.mkdir()
+    fake_mnist(gz, n_train=7, n_test=4)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for k, name in enumerate(n for pair in FILES.values() for n in pair):
+        stem = name[:-3]
+        target = stem if k % 2 else stem.replace("-idx", ".idx")  # train-images.idx3-ubyte, ...
+        (plain / target).write_bytes(gzip.decompress((gz / name).read_bytes()))
+    a, b = load_mnist(root=gz), load_mnist(root=plain)
+    for (xa, ta), (xb, tb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ta, tb)
+
+
+@needs_mnist
+def test_another_data_sets_files_are_refused(tmp_path):
+    # MNIST's official test files (gzip'd as published, or not) are not Fashion-MNIST
+    with pytest.raises(ValueError, match="is mnist's official test file .* not fashion-mnist's"):
+        load_fashion_mnist(root=MNIST)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for f in MNIST.glob("*.gz"):
+        (plain / f.name[:-3]).write_bytes(gzip.decompress(f.read_bytes()))
+    with pytest.raises(ValueError, match="this folder holds mnist"):
+        load_fashion_mnist(root=plain)
+    assert load_mnist(root=plain)[1][0].shape == (10000, 784)
+    debian = Path("/usr/share/datasets/fashion-mnist")
+    if debian.is_dir():  # and the other way round where Debian's copy is installed
+        with pytest.raises(ValueError, match="is fashion-mnist's official test file"):
+            load_mnist(root=debian)

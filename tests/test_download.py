@@ -4,6 +4,7 @@ import hashlib
 import http.server
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,8 +116,26 @@ def test_load_mnist_downloads_into_the_cache(server, monkeypatch, tmp_path):
     assert len(Handler.hits) == hits
 
 
-def test_unreachable_mirrors_without_data(tmp_path):
+def test_unreachable_mirrors_without_data_say_how_to_get_the_files():
     # the autouse fixture points every mirror at a closed local port
-    with pytest.raises(DownloadError, match="could not download"):
-        load_mnist(root=tmp_path / "empty")
-    assert leftovers(tmp_path / "empty") == []
+    with pytest.raises(DownloadError, match="could not download") as e:
+        load_mnist()
+    cache = os.path.join(datasets.cache_dir(), "mnist")
+    assert f"Offline? put the four IDX files in {cache}" in str(e.value)
+    assert "fastbp.datasets.load_mnist_sample()" in str(e.value)
+    assert leftovers(Path(cache)) == []
+    with pytest.raises(FileNotFoundError, match="load_mnist_sample"):
+        load_mnist(download=False)
+
+
+def test_an_explicit_root_is_downloaded_into_only_when_asked(server, monkeypatch, tmp_path):
+    monkeypatch.setitem(datasets.DATASETS["mnist"], "mirrors", [f"{server}/good/"])
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / NAMES[0]).write_bytes(Handler.files[NAMES[0]])
+    with pytest.raises(FileNotFoundError, match=r"missing mnist files .*download=True"):
+        load_mnist(root=dest)
+    assert Handler.hits == [] and sorted(os.listdir(dest)) == [NAMES[0]]
+    (x, t), _ = load_mnist(root=dest, download=True)
+    assert x.shape == (6, 784) and sorted(os.listdir(dest)) == sorted(NAMES)
+    assert Handler.hits == [f"/good/{n}" for n in NAMES[1:]]
