@@ -9,9 +9,11 @@
 fastbp.layers has the book's MulLayer, AddLayer, Relu, Sigmoid, Affine,
 SoftmaxWithLoss; fastbp.kernels the numba kernels they run on.
 """
+from fastbp import datasets, graph, layers  # noqa: F401  (fastbp.datasets etc. after `import fastbp`)
 from fastbp.gradcheck import gradient_check
 from fastbp.network import Network, TwoLayerNet
 from fastbp.train import TrainingDiverged, fit
 
 __version__ = "0.1.0"
-__all__ = ["Network", "TwoLayerNet", "TrainingDiverged", "fit", "gradient_check"]
+__all__ = ["Network", "TwoLayerNet", "TrainingDiverged", "datasets", "fit", "gradient_check", "graph",
+           "layers"]

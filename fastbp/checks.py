@@ -5,6 +5,7 @@ through these first. Each error names the argument and what was expected.
 What passes comes back C-contiguous in the dtype the kernel is compiled for.
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -48,13 +49,31 @@ def as_float_array(x, name, dtype=None):
     return out
 
 
+_warned_unscaled = False
+
+
+def _warn_unscaled(arr, name):
+    # uint8 pixels 0-255 where floats in [0, 1] are meant: saturated units, ~11% on MNIST
+    global _warned_unscaled
+    if _warned_unscaled or arr.dtype.kind not in "iu" or not arr.size:
+        return
+    top = arr.max()
+    if top > 1:
+        _warned_unscaled = True
+        warnings.warn(f"{name} holds integers up to {top} (dtype {arr.dtype}); fastbp expects floats "
+                      f"scaled to [0, 1] as load_mnist(normalize=True) gives them: divide by {top} "
+                      f"or 255 (this warning is shown once)", UserWarning, stacklevel=4)
+
+
 def as_batch(x, n_features, dtype, name="x"):
-    """x as a (N, n_features) batch with N >= 1, C-contiguous in dtype, finite."""
+    """x as a (N, n_features) batch with N >= 1, C-contiguous in dtype, finite. Integer input
+    above 1 (uint8 pixels, say) is warned about once: the model wants scaled floats."""
     arr = _numeric(x, name)
     if arr.ndim != 2 or arr.shape[1] != n_features:
         raise ValueError(f"{name} must have shape (N, {n_features}), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} must hold at least one sample, got shape {arr.shape}")
+    _warn_unscaled(arr, name)
     return as_float_array(arr, name, dtype)
 
 

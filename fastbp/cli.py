@@ -256,7 +256,8 @@ class Signals:
 
 def train(args):
     import fastbp
-    from fastbp.train import TrainingDiverged, TrainState, fit, load_checkpoint, read_config, total_steps
+    from fastbp.train import (TrainingDiverged, TrainState, ensure_compiled, fit, load_checkpoint, read_config,
+                              total_steps)
 
     if args.device == "cuda":
         from fastbp.cuda import DeviceUnavailable, require_cuda
@@ -323,6 +324,8 @@ def train(args):
                 saved_epoch[0] = st.epoch
 
         start_step = state.step
+        if s["device"] == "cpu":  # before the clock starts (the cuda kernels compiled with the Network)
+            ensure_compiled(net.dtype)
         started = time.perf_counter()
         try:
             history = fit(net, x, t, iters=steps, batch_size=s["batch_size"], lr=s["lr"],

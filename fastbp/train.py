@@ -128,7 +128,7 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         raise ValueError(f"the run is already at step {state.step}; a length of {total} steps "
                          f"would move it backwards")
     if net.device == "cpu":
-        _compile_once(net.dtype, announce=verbose or _bar_wanted(progress))
+        ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
 
     opt = optimizers.OPTIMIZERS.index(optimizer)
     h1, h2 = OPTIMIZER_DEFAULTS[optimizer]
@@ -435,7 +435,7 @@ def compile_for(dtype, activation="relu"):
         net.loss(x, t)
 
 
-def _compile_once(dtype, announce):
+def ensure_compiled(dtype, announce=True):
     """compile_for once per process; when `announce`, say so if it takes more than a second
     (a cold cache: seconds) and stay quiet when the kernels load from numba's cache."""
     if dtype in _COMPILED:

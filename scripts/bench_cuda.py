@@ -181,11 +181,11 @@ def load_data(smoke):
         return (rng.random((40, 12), dtype=np.float32), rng.integers(0, 10, 40),
                 rng.random((10, 12), dtype=np.float32), rng.integers(0, 10, 10), "random (smoke)")
     try:
-        (x, t), (xt, tt) = fastbp.load_mnist(root=os.path.join(REPO, "..", "shared", "data", "mnist"),
-                                             download=False)
+        (x, t), (xt, tt) = fastbp.datasets.load_mnist(
+            root=os.path.join(REPO, "..", "shared", "data", "mnist"), download=False)
         return x, t, xt, tt, "shared MNIST"
     except (FileNotFoundError, ValueError):
-        (x, t), (xt, tt) = fastbp.load_mnist_sample()
+        (x, t), (xt, tt) = fastbp.datasets.load_mnist_sample()
         return x, t, xt, tt, "embedded MNIST sample"
 
 

@@ -81,3 +81,39 @@ def test_graph_examples_print_the_seed_and_cs231n_numbers(tmp_path):
     assert out[3] == ("  dapple = 2.2, dapple_num = 110.00000000000001, dorange = 3.3000000000000003, "
                       "dorange_num = 165.0, dtax = 650.0")
     assert out[5] == "  dx = -4.0, dy = -4.0, dz = 3.0"
+
+
+def _fastbp_names(tree):
+    """Every dotted name `fastbp.a.b...` a module's code reads (attribute chains off `fastbp`)."""
+    import ast
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain, n = [], node
+            while isinstance(n, ast.Attribute):
+                chain.append(n.attr)
+                n = n.value
+            if isinstance(n, ast.Name) and n.id == "fastbp":
+                names.add(".".join(reversed(chain)))
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "scripts").glob("*.py")) + sorted((REPO / "bench").glob("*.py")),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_fastbp_name_a_script_uses_exists(path):
+    # scripts that run only on a GPU or for minutes still must not call what does not exist
+    import ast
+    import importlib
+    import fastbp
+    for dotted in sorted(_fastbp_names(ast.parse(path.read_text()))):
+        obj, parts = fastbp, dotted.split(".")
+        for k, part in enumerate(parts):
+            if not isinstance(obj, type(fastbp)):
+                break  # past the modules: attributes of objects are the code's business
+            if not hasattr(obj, part):  # maybe a submodule that nothing imported yet
+                try:
+                    importlib.import_module("fastbp." + ".".join(parts[:k + 1]))
+                except ImportError:
+                    pass
+            assert hasattr(obj, part), f"{path.name} uses fastbp.{dotted}: {obj.__name__} has no {part!r}"
+            obj = getattr(obj, part)
