@@ -46,7 +46,7 @@ class TrainState:
         self.rng = np.random.default_rng(seed)
         self.step = 0
         self.epoch = 0
-        self.epoch_rng = None  # the Generator's state when the current epoch drew its order
+        self.epoch_rng = None  # the Generator's state before the current epoch drew its order; None between epochs
         self.history = {"loss": [], "epoch_step": [], "epoch_loss": [], "train_acc": [],
                         "eval_acc": [], "eval_loss": [], "epoch_seconds": []}
 
@@ -142,9 +142,9 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         while state.step < total:
             started = time.perf_counter()
             done = state.step - state.epoch_start  # > 0: continuing an epoch stopped midway
-            if done == 0:
+            if state.epoch_rng is None:
                 state.epoch_rng = state.rng.bit_generator.state
-            else:  # the same order that epoch was using, and the Generator just past it
+            else:  # an epoch stopped after drawing its order: the same order, the Generator just past it
                 state.rng.bit_generator.state = state.epoch_rng
             order = state.rng.permutation(x.shape[0]).astype(np.int64)
             steps.new_epoch(order)
@@ -165,6 +165,7 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
                     bar.update(chunk)
                     bar.set_postfix(loss=f"{losses[chunk - 1]:.4f}", refresh=False)
             hist["epoch_loss"].append(float(np.mean(hist["loss"][state.epoch_start:])))
+            state.epoch_rng = None
             state.epoch += 1
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)

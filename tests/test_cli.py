@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +11,17 @@ import pytest
 from conftest import fake_mnist
 import fastbp
 
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "data" / "mnist"
+needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
+
 
 def fastbp_cli(*args, cache, check=True):
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
     env.pop("FASTBP_DATA", None)
+    # in the test's own folder: a run without --out goes to ./runs/
     res = subprocess.run([sys.executable, "-m", "fastbp", *args], capture_output=True, text=True,
-                         env=env, timeout=300, stdin=subprocess.DEVNULL)
+                         env=env, timeout=300, stdin=subprocess.DEVNULL, cwd=cache.parent)
     if check:
         assert res.returncode == 0, res.stderr
     return res
@@ -94,3 +100,187 @@ def test_existing_run_and_missing_checkpoint_are_refused(tmp_path, cache):
     res = fastbp_cli("train", "--no-download", "--out", str(out), cache=cache, check=False)
     assert res.returncode == 1 and "already holds a run" in res.stderr
     assert (out / "params.npz").read_bytes() == b"precious"  # nothing the user has is lost
+
+
+# -- a resume never moves a run backwards, and needs nothing but --out
+
+def small_run(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    fake_mnist(data, n_train=300, n_test=50)
+    return ["train", "--data-dir", str(data), "--no-download", "--batch-size", "50", "--hidden", "16",
+            "--optimizer", "adam", "--seed", "4", "--no-progress"]
+
+
+def test_resume_with_fewer_epochs_is_refused_and_nothing_is_touched(tmp_path, cache):
+    common = small_run(tmp_path)
+    out = tmp_path / "R"
+    fastbp_cli(*common, "--epochs", "4", "--checkpoint-every", "2", "--out", str(out), cache=cache)
+    fastbp_cli("train", "--epochs", "6", "--resume", "--out", str(out), cache=cache)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = fastbp_cli("train", "--epochs", "3", "--resume", "--out", str(out), cache=cache, check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (f"fastbp: error: --resume: {out} is already at step 36 (epoch 6); "
+                                  f"--epochs 3 (18 steps) would move it backwards, and a resume never does")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["step"] == 36 and len(m["history"]["loss"]) == 36 and m["config"]["steps"] == 36
+    # the same length again: complete, nothing rewritten
+    res = fastbp_cli("train", "--resume", "--out", str(out), cache=cache)
+    assert "is complete at step 36 (epoch 6); nothing to do" in res.stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_resume_takes_the_stored_settings_and_names_contradictions(tmp_path, cache):
+    common = small_run(tmp_path)
+    fastbp_cli(*common, "--epochs", "4", "--weight-decay", "0.01", "--out", str(tmp_path / "whole"),
+               cache=cache)
+    part = tmp_path / "part"
+    fastbp_cli(*common, "--epochs", "2", "--weight-decay", "0.01", "--checkpoint-every", "1",
+               "--out", str(part), cache=cache)
+    res = fastbp_cli("train", "--resume", "--out", str(part), "--lr", "0.01", "--hidden", "16", "8",
+                     "--seed", "4", cache=cache, check=False)
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        "fastbp: error: --resume: --hidden 16 8 (the run has 16), --lr 0.01 (the run has 0.001); "
+        "the run's settings are in its checkpoint: leave these out, or start a new --out")
+    # only --out and the new length: data folder, optimizer, width, seed, weight decay come from the run
+    res = fastbp_cli("train", "--resume", "--out", str(part), "--epochs", "4", cache=cache)
+    assert "resuming" in res.stdout and "adam lr 0.001" in res.stdout
+    a = fastbp.Network.load(tmp_path / "whole" / "params.npz")
+    b = fastbp.Network.load(part / "params.npz")
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((part / "metrics.json").read_text())
+    assert resumed["history"]["loss"] == whole["history"]["loss"]
+    assert resumed["config"]["weight_decay"] == 0.01 and resumed["config"]["epochs"] == 4
+
+
+# -- run folders
+
+def test_default_run_folders_are_created_exclusively(tmp_path, monkeypatch):
+    from fastbp.cli import new_run_folder
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("time.strftime", lambda fmt: "20260101-000000")  # the same second, always
+    made = [new_run_folder("mnist") for _ in range(3)]
+    assert made == [os.path.join("runs", "mnist-20260101-000000" + s) for s in ("", "-2", "-3")]
+
+
+def test_runs_started_together_keep_every_result(tmp_path, cache):
+    data = tmp_path / "data"
+    data.mkdir()
+    fake_mnist(data, n_train=200, n_test=20)
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    cmd = [sys.executable, "-m", "fastbp", "train", "--data-dir", str(data), "--no-download",
+           "--epochs", "1", "--batch-size", "50", "--no-progress"]
+    procs = [subprocess.Popen(cmd + ["--seed", str(k)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for k in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 3
+    seeds = sorted(json.loads((r / "metrics.json").read_text())["config"]["seed"] for r in runs)
+    assert seeds == [0, 1, 2]
+
+
+def test_a_folder_in_use_is_refused(tmp_path, cache):
+    import fcntl
+    out = tmp_path / "busy"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running fastbp train holds it
+    try:
+        res = fastbp_cli("train", "--no-download", "--out", str(out), cache=cache, check=False)
+    finally:
+        os.close(fd)
+    assert res.returncode == 1 and f"{out} is in use by another fastbp train" in res.stderr
+    assert list(out.iterdir()) == []
+
+
+def test_an_error_before_training_leaves_no_empty_folder(tmp_path, cache):
+    res = fastbp_cli("train", "--no-download", "--batch-size", "99999", cache=cache, check=False)
+    assert res.returncode == 1 and "larger than the 14000" in res.stderr
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+# -- the command line itself
+
+def test_help_shows_every_default_and_version(cache):
+    res = fastbp_cli("train", "--help", cache=cache)
+    text = " ".join(res.stdout.split())
+    for default in ("(default: mnist)", "(default: 50)", "(default: relu)", "(default: 10)",
+                    "(default: 100)", "0.1 for sgd, 0.01 for momentum, 0.01 for adagrad, 0.001 for adam",
+                    "(default: sgd)", "(default: 0)", "(default: float32)", "(default: cpu)",
+                    "a new runs/<dataset>-<time>"):
+        assert default in text, default
+    assert fastbp_cli("--version", cache=cache).stdout.strip() == f"fastbp {fastbp.__version__}"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["train", "--seed", "-1"], "fastbp: error: argument --seed: '-1' must be >= 0"),
+    (["train", "--lr", "-1"], "fastbp: error: argument --lr: '-1' must be positive"),
+    (["train", "--epochs", "x"], "fastbp: error: argument --epochs: 'x' is not an int"),
+])
+def test_usage_errors_have_one_prefix(cache, args, match):
+    res = fastbp_cli(*args, cache=cache, check=False)
+    assert res.returncode == 2 and res.stderr.strip() == match
+
+
+def test_default_lr_follows_the_optimizer(tmp_path, cache):
+    common = small_run(tmp_path)
+    args = ["momentum" if a == "adam" else a for a in common]
+    res = fastbp_cli(*args, "--epochs", "1", "--out", str(tmp_path / "m"), cache=cache)
+    assert "momentum lr 0.01," in res.stdout
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["config"]["lr"] == 0.01
+
+
+@needs_mnist
+def test_fashion_mnist_from_an_mnist_folder_is_refused(tmp_path, cache):
+    res = fastbp_cli("train", "--dataset", "fashion-mnist", "--data-dir", str(MNIST), "--out",
+                     str(tmp_path / "f"), cache=cache, check=False)
+    assert res.returncode == 1
+    assert "is mnist's official test file" in res.stderr and "this folder holds mnist" in res.stderr
+    assert not (tmp_path / "f").exists()
+
+
+def test_a_data_dir_missing_a_file_is_not_downloaded_into(tmp_path, cache):
+    data = tmp_path / "data"
+    data.mkdir()
+    fake_mnist(data, n_train=100, n_test=10)
+    (data / "t10k-labels-idx1-ubyte.gz").unlink()
+    before = sorted(os.listdir(data))
+    res = fastbp_cli("train", "--data-dir", str(data), "--out", str(tmp_path / "r"), cache=cache, check=False)
+    assert res.returncode == 1 and "missing mnist files ['t10k-labels-idx1-ubyte.gz']" in res.stderr
+    assert "--download" in res.stderr and "downloading" not in res.stderr
+    assert sorted(os.listdir(data)) == before
+
+
+def test_files_get_the_users_umask(tmp_path, cache):
+    common = small_run(tmp_path)
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"u{mask:o}"
+        res = subprocess.run([sys.executable, "-m", "fastbp", *common, "--epochs", "1", "--checkpoint-every",
+                              "1", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, XDG_CACHE_HOME=str(cache)), preexec_fn=lambda: os.umask(mask))
+        assert res.returncode == 0, res.stderr
+        modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+        assert modes == {n: mode for n in ("params.npz", "metrics.json", "curves.png", "checkpoint.npz")}
+
+
+def test_make_train_installs_only_what_training_needs():
+    dry = subprocess.run(["make", "-n", "-B", "train"], cwd=REPO, capture_output=True, text=True)
+    installs = [line for line in dry.stdout.splitlines() if "pip install" in line and " -e " in line]
+    assert installs and all("[dev]" not in line for line in installs), dry.stdout
+    dry = subprocess.run(["make", "-n", "-B", "test"], cwd=REPO, capture_output=True, text=True)
+    assert any("'.[dev]'" in line for line in dry.stdout.splitlines()), dry.stdout
+
+
+def test_make_trains_recipe_reaches_095_on_the_shipped_sample(tmp_path, cache):
+    line = next(l for l in (REPO / "Makefile").read_text().splitlines() if l.startswith("TRAIN_ARGS :="))
+    res = fastbp_cli("train", *line.split(":=")[1].split(), "--no-progress", "--out", str(tmp_path / "r"),
+                     cache=cache)
+    assert "embedded sample (14000 train / 2000 test images)" in res.stdout
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["final"]["test_acc"] >= 0.95, m["final"]
+    assert res.stdout.splitlines()[-1].endswith(f"wrote {tmp_path / 'r'}/params.npz, metrics.json, curves.png")

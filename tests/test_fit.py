@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 
@@ -152,3 +154,96 @@ def test_bad_checkpoints_are_refused_before_anything_is_assigned(data, tmp_path)
     (tmp_path / "trunc.npz").write_bytes(blob[: len(blob) // 3])
     with pytest.raises(ValueError, match="not a readable fastbp checkpoint file"):
         load_checkpoint(tmp_path / "trunc.npz", config)
+
+
+class StopAfter:
+    """should_stop that says yes at its n-th call (fit asks before every chunk of steps)."""
+
+    def __init__(self, n):
+        self.n, self.calls = n, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.calls >= self.n
+
+
+@pytest.mark.parametrize("stop_at,step", [(2, 50), (3, 100), (4, 120)])  # 120 steps/epoch: chunks 50 50 20
+def test_stopping_midway_then_resuming_from_a_checkpoint_is_bit_identical(data, tmp_path, stop_at, step):
+    (x, t), (xe, te) = data
+    kw = dict(batch_size=5, lr=0.01, optimizer="adam", eval_data=(xe, te))
+    whole = fastbp.Network([2, 12, 3], seed=2)
+    h_whole = fastbp.fit(whole, x, t, epochs=2, seed=9, **kw)
+    part = fastbp.Network([2, 12, 3], seed=2)
+    state = TrainState(part, 9)
+    h = fastbp.fit(part, x, t, epochs=2, state=state, should_stop=StopAfter(stop_at), **kw)
+    assert state.step == step and len(h["loss"]) == step  # the 4th check is the 2nd epoch's start
+    assert h["loss"] == h_whole["loss"][:step] and len(h["train_acc"]) == step // 120
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, part, state, {"run": 1})
+    net, state = load_checkpoint(path, {"run": 1})
+    h = fastbp.fit(net, x, t, epochs=2, state=state, **kw)
+    np.testing.assert_array_equal(net.flat_params, whole.flat_params)
+    assert h["loss"] == h_whole["loss"] and h["epoch_loss"] == h_whole["epoch_loss"]
+
+
+def test_history_per_epoch_and_verbose_lines(data, capsys):
+    (x, t), (xe, te) = data
+    net = fastbp.Network([2, 16, 3], seed=0)
+    h = fastbp.fit(net, x, t, epochs=3, batch_size=40, lr=0.5, seed=0, eval_data=(xe, te), verbose=True,
+                   progress=False)
+    assert h["epoch_loss"] == [pytest.approx(np.mean(h["loss"][k * 15:(k + 1) * 15]), rel=1e-12)
+                               for k in range(3)]
+    assert h["eval_loss"][-1] == pytest.approx(net.loss(xe, te), rel=1e-12)
+    assert len(h["eval_loss"]) == 3 and h["eval_loss"][0] > h["eval_loss"][-1]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    for k, line in enumerate(lines):
+        assert line.startswith(f"epoch {k + 1:3d}  step {15 * (k + 1):6d}  loss {h['epoch_loss'][k]:.4f}  "
+                               f"train acc {h['train_acc'][k]:.4f}  eval acc {h['eval_acc'][k]:.4f}  "
+                               f"eval loss {h['eval_loss'][k]:.4f}  (")
+    fastbp.fit(net, x, t, epochs=1, batch_size=40, lr=0.5, seed=0, progress=False)
+    assert capsys.readouterr().out == ""  # quiet unless asked
+    h = fastbp.fit(net, x, t, epochs=1, batch_size=40, lr=0.5, seed=0, progress=False)
+    assert h["eval_acc"] == [None] and h["eval_loss"] == [None]
+
+
+def test_default_lr_is_the_optimizers_own(data):
+    (x, t), _ = data
+    for optimizer, lr in (("sgd", 0.1), ("momentum", 0.01), ("adagrad", 0.01), ("adam", 0.001)):
+        a, b = fastbp.Network([2, 8, 3], seed=1), fastbp.Network([2, 8, 3], seed=1)
+        fastbp.fit(a, x, t, epochs=1, batch_size=50, optimizer=optimizer, seed=0)
+        fastbp.fit(b, x, t, epochs=1, batch_size=50, optimizer=optimizer, lr=lr, seed=0)
+        np.testing.assert_array_equal(a.flat_params, b.flat_params)
+        assert fastbp.train.DEFAULT_LR[optimizer] == lr
+
+
+def test_bad_seed_and_a_backwards_length_are_refused(data):
+    (x, t), _ = data
+    with pytest.raises(ValueError, match="seed must be None or an integer >= 0, got -1"):
+        fastbp.Network([2, 4, 3], seed=-1)
+    net = fastbp.Network([2, 4, 3], seed=0)
+    with pytest.raises(ValueError, match="seed must be None or an integer >= 0, got -1"):
+        fastbp.fit(net, x, t, seed=-1)
+    state = TrainState(net, 0)
+    fastbp.fit(net, x, t, epochs=2, batch_size=100, state=state)
+    before = net.flat_params.copy()
+    with pytest.raises(ValueError, match="already at step 12; a length of 6 steps would move it backwards"):
+        fastbp.fit(net, x, t, epochs=1, batch_size=100, state=state)
+    np.testing.assert_array_equal(net.flat_params, before)
+
+
+def test_unscaled_integer_pixels_warn_once(monkeypatch):
+    from fastbp import checks
+    monkeypatch.setattr(checks, "_warned_unscaled", False)
+    net = fastbp.Network([4, 3, 2], seed=0)
+    pixels = np.array([[0, 255, 12, 3]], np.uint8)
+    with pytest.warns(UserWarning, match=r"x holds integers up to 255 \(dtype uint8\); fastbp expects floats"):
+        net.predict(pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.predict(pixels)  # once only
+    monkeypatch.setattr(checks, "_warned_unscaled", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.predict(np.array([[0, 1, 1, 0]], np.uint8))  # binary input is fine
+        net.predict(np.array([[0.0, 255.0, 3.0, 1.0]]))  # floats are the user's choice
