@@ -121,3 +121,99 @@ def test_float32_and_float64_trainings_race_on_a_cold_cache(tmp_path, data):
     again = fastbp.Network.load(tmp_path / "again" / "params.npz")
     first = fastbp.Network.load(next(tmp_path.glob("run-float32-*")) / "params.npz")
     np.testing.assert_array_equal(again.flat_params, first.flat_params)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_keeps_the_work_and_resume_alone_continues_it(tmp_path, data, sig, code):
+    # no --checkpoint-every: before, Ctrl-C or SIGTERM left the folder empty
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    args = ["--data-dir", str(data), "--no-download", "--no-progress", "--hidden", "64", "--batch-size",
+            "10", "--optimizer", "adam", "--seed", "7", "--epochs", "60"]  # 100 steps an epoch: 2 chunks
+    cmd, e = cli(args + ["--out", str(tmp_path / "whole")], env)
+    subprocess.run(cmd, env=e, check=True, capture_output=True, timeout=300)
+
+    out = tmp_path / "stopped"
+    cmd, e = cli(args + ["--out", str(out)], env)
+    proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # training is under way once an epoch has ended
+        if line.startswith("epoch   2"):
+            break
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "epoch  60" not in stdout, "the run finished before the signal; make it longer"
+    err = stderr.strip().splitlines()
+    name = signal.Signals(sig).name
+    assert len(err) == 1 and err[0].startswith(f"fastbp: interrupted ({name}) at step "), stderr
+    assert err[0].endswith(f"continue with fastbp train --resume --out {out}")
+    m = json.loads((out / "metrics.json").read_text())
+    step = m["interrupted"]["step"]
+    assert m["status"] == "interrupted" and m["interrupted"]["signal"] == name and step >= 200
+    assert len(m["history"]["loss"]) == step == m["step"] and f"of 6000 (epoch {m['epoch']})" in err[0]
+    assert m["final"]["epoch"] == m["epoch"] == len(m["history"]["train_acc"])
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert fastbp.Network.load(out / "params.npz").sizes == (784, 64, 10)
+    _, state = load_checkpoint(out / "checkpoint.npz")
+    assert state.step == step
+
+    cmd, e = cli(["--resume", "--out", str(out)], env)  # the stored settings, nothing repeated
+    res = subprocess.run(cmd, env=e, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {out} at step {step}" in res.stdout
+    a = fastbp.Network.load(tmp_path / "whole" / "params.npz")
+    b = fastbp.Network.load(out / "params.npz")
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    done = json.loads((out / "metrics.json").read_text())
+    assert done["status"] == "finished" and "interrupted" not in done
+    assert done["history"]["loss"] == whole["history"]["loss"]
+    assert done["final"]["loss"] == whole["final"]["loss"] == whole["history"]["epoch_loss"][-1]
+
+
+def test_checkpoints_write_metrics_and_curves_too(tmp_path, data):
+    out = tmp_path / "run"
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    cmd, e = cli(run_args(data, out, 3), env)
+    subprocess.run(cmd, env=e, check=True, capture_output=True, timeout=300)
+    # the state after the last checkpoint as a SIGKILL would leave it: metrics and curves are there
+    (out / "params.npz").unlink()
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["step"] == 60
+    cmd, e = cli(run_args(data, tmp_path / "killed", 150), env)
+    proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch   3"):
+            break
+    proc.kill()
+    proc.communicate()
+    m = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert m["status"] == "running" and m["step"] >= 40 and len(m["history"]["train_acc"]) == m["epoch"]
+    assert (tmp_path / "killed" / "curves.png").exists() and not (tmp_path / "killed" / "params.npz").exists()
+
+
+def test_first_fit_says_it_is_compiling_only_on_a_cold_cache(tmp_path):
+    code = ("import numpy as np, fastbp\n"
+            "net = fastbp.Network([3, 4, 2], dtype='float64', seed=0)\n"
+            "fastbp.fit(net, np.ones((8, 3)), np.zeros(8, int), batch_size=4, verbose=True)\n")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith("epoch   1  step      2  loss ")
+    assert "fastbp: compiling kernels (first run only) ..." in runs[0].stderr
+    assert "compiling" not in runs[1].stderr  # loaded from the cache in well under a second
+
+
+def test_import_fastbp_gives_its_modules_and_a_clone_beside_a_script_does_not_shadow_it(tmp_path):
+    # a clone named fastbp next to the user's script: the folder is on sys.path first
+    (tmp_path / "fastbp" / "fastbp").mkdir(parents=True)
+    (tmp_path / "fastbp" / "README.md").write_text("a clone")
+    script = tmp_path / "script.py"
+    script.write_text("import fastbp\n"
+                      "print(fastbp.Network.__name__, fastbp.datasets.load_mnist.__name__,\n"
+                      "      fastbp.layers.Affine.__name__, fastbp.graph.Graph.__name__)\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["Network", "load_mnist", "Affine", "Graph"]
