@@ -5,6 +5,7 @@ through these first. Each error names the argument and what was expected.
 What passes comes back C-contiguous in the dtype the kernel is compiled for.
 """
 import numbers
+import sys
 import warnings
 
 import numpy as np
@@ -60,9 +61,12 @@ def _warn_unscaled(arr, name):
     top = arr.max()
     if top > 1:
         _warned_unscaled = True
+        frame, level = sys._getframe(0), 1  # point the warning at the caller's line, not fastbp's
+        while frame is not None and frame.f_globals.get("__name__", "").startswith("fastbp"):
+            frame, level = frame.f_back, level + 1
         warnings.warn(f"{name} holds integers up to {top} (dtype {arr.dtype}); fastbp expects floats "
-                      f"scaled to [0, 1] as load_mnist(normalize=True) gives them: divide by {top} "
-                      f"or 255 (this warning is shown once)", UserWarning, stacklevel=4)
+                      f"scaled to [0, 1], as load_mnist(normalize=True) gives them (x / 255 for 8-bit "
+                      f"pixels); this warning is shown once", UserWarning, stacklevel=level)
 
 
 def as_batch(x, n_features, dtype, name="x"):

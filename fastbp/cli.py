@@ -234,12 +234,18 @@ def run_folder(out, resume, dataset):
 
 class Signals:
     """SIGINT and SIGTERM set `signum` instead of killing the process, so training stops
-    between chunks of steps with everything consistent; the old handlers come back on exit."""
+    between chunks of steps with everything consistent; a second one exits at once (the
+    files being written stay whole: each is renamed into place only when complete). The
+    old handlers come back on exit."""
 
     def __init__(self):
         self.signum = None
 
     def _handle(self, signum, frame):
+        if self.signum is not None:
+            print(f"fastbp: {signal.Signals(signum).name} again: stopping without writing", file=sys.stderr,
+                  flush=True)
+            raise SystemExit(EXIT_ON_SIGNAL[signum])
         self.signum = signum
 
     def __enter__(self):
@@ -259,12 +265,6 @@ def train(args):
     from fastbp.train import (TrainingDiverged, TrainState, ensure_compiled, fit, load_checkpoint, read_config,
                               total_steps)
 
-    if args.device == "cuda":
-        from fastbp.cuda import DeviceUnavailable, require_cuda
-        try:
-            require_cuda()
-        except DeviceUnavailable as e:
-            raise CLIError(str(e)) from None
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such directory")
 
@@ -284,6 +284,12 @@ def train(args):
         except ValueError as e:
             raise CLIError(str(e)) from None
         s = resolve_settings(args, saved)
+        if s["device"] == "cuda":  # given, or the resumed run's
+            from fastbp.cuda import DeviceUnavailable, require_cuda
+            try:
+                require_cuda()
+            except DeviceUnavailable as e:
+                raise CLIError(str(e)) from None
         (x, t), (xt, tt), source = load_data(s["dataset"], s["data_dir"], s["download"], say)
         if s["batch_size"] > len(x):
             raise CLIError(f"--batch-size {s['batch_size']} is larger than the {len(x)} training images")
@@ -337,7 +343,7 @@ def train(args):
                     if saved_epoch[0] is not None else "no checkpoint was written (use --checkpoint-every)")
             raise CLIError(f"training diverged: {e}; {kept}; try a smaller --lr") from None
         results.seconds = time.perf_counter() - started
-        if stopped():
+        if stopped() and state.step < steps:
             name = signal.Signals(stopped.signum).name
             if state.step == start_step:
                 say(f"fastbp: interrupted ({name}) before step {start_step + 1}; nothing new to write")

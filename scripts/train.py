@@ -1,8 +1,6 @@
-"""`make train` on the built-in task: CS231n's 3-class spiral, a 2-100-3 ReLU network,
-minibatch SGD written as the book's ch05 loop, accuracy printed per epoch.
-
-(The MNIST path and the `fastbp train` command come with the training loop;
-this script needs no data files.)
+"""The book's ch05 training loop written out by hand on CS231n's 3-class spiral: a 2-100-3
+ReLU network, net.gradient and the SGD rule per minibatch, accuracy printed per epoch.
+It needs no data files (`fastbp train` is the compiled loop on MNIST).
 
     python scripts/train.py [--epochs 20] [--lr 1.0] [--batch-size 100] [--seed 0]
 """

@@ -237,8 +237,10 @@ def test_unscaled_integer_pixels_warn_once(monkeypatch):
     monkeypatch.setattr(checks, "_warned_unscaled", False)
     net = fastbp.Network([4, 3, 2], seed=0)
     pixels = np.array([[0, 255, 12, 3]], np.uint8)
-    with pytest.warns(UserWarning, match=r"x holds integers up to 255 \(dtype uint8\); fastbp expects floats"):
+    with pytest.warns(UserWarning, match=r"x holds integers up to 255 \(dtype uint8\); fastbp expects floats") \
+            as caught:
         net.predict(pixels)
+    assert caught[0].filename == __file__  # the user's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         net.predict(pixels)  # once only

@@ -69,6 +69,7 @@ def test_non_contiguous_and_fortran_input_give_same_answer(rng):
     assert net.loss(x, t_strided) == net.loss(x, t)
 
 
+@pytest.mark.filterwarnings("ignore:x holds integers")  # accepted, with a warning (test_fit)
 def test_integer_input_is_accepted_as_numbers(rng):
     net = fastbp.Network([4, 3, 2], dtype="float64", seed=0)
     xi = rng.integers(0, 255, (5, 4)).astype(np.uint8)
