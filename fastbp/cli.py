@@ -392,7 +392,9 @@ class Results:
                                       "note": f"interrupted at step {state.step} by {signal}; "
                                               f"--resume continues from checkpoint.npz"}
         atomic_write_text(self.path("metrics.json"), json.dumps(metrics, indent=1))
-        plot_curves(self.path("curves.png"), h, self.title)
+        note = {"finished": "", "running": f", step {state.step} (running)",
+                "interrupted": f", interrupted at step {state.step}"}[status]
+        plot_curves(self.path("curves.png"), h, self.title + note)
 
 
 def plot_curves(path, history, title):
@@ -400,6 +402,7 @@ def plot_curves(path, history, title):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     from fastbp.files import atomic_file
 
     loss = np.asarray(history["loss"])
@@ -413,6 +416,7 @@ def plot_curves(path, history, title):
     if any(v is not None for v in history["eval_acc"]):
         b.plot(epochs, history["eval_acc"], "s-", ms=3, label="test")
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     b.grid(alpha=0.3)
     b.legend()
     fig.suptitle(title, fontsize=9)
