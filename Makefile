@@ -60,11 +60,11 @@ bench-compare: $(VENV)/.installed-test
 
 # the side-by-side report: one process, ratios, JSON and a PNG chart in bench/results/
 bench-report: $(VENV)/.installed-test
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m bench.report
 
 # on a GPU machine: SGEMM vs cuBLAS (needs CuPy), MNIST epoch and big step vs PyTorch CUDA
 bench-gpu: $(VENV)/.installed-test
-	$(BIN)/python scripts/bench_cuda.py
+	$(BIN)/python -m bench.cuda_report
 
 # numba caches each kernel's machine code next to its source as imported (the link tree
 # in build/) and keys it on that file alone; after editing a kernel that others call,

@@ -8,8 +8,10 @@ import numpy as np
 from numba import njit
 
 import fastbp
+from fastbp.backend import CHUNK_STEPS
+from fastbp.kernels.codes import IDENTITY, RELU, SGD
 from fastbp.kernels.matmul import gemm_tn_update
-from fastbp.kernels.train import train_steps
+from fastbp.kernels.train import Optim
 
 CONFIGS = [((784, 50, 10), 100), ((784, 100, 100, 10), 100), ((784, 1024, 1024, 10), 256)]
 
@@ -31,19 +33,14 @@ def matmul_flops(sizes, batch):
 def make_fastbp(sizes, batch, lr=0.1, dtype="float32"):
     """As fit runs it: CHUNK_STEPS steps per compiled call (the batch gathered each step);
     the callable's `steps_per_call` says how many steps one call is."""
-    from fastbp.train import CHUNK_STEPS
     net = fastbp.Network(sizes, dtype=dtype, seed=0)
     x, t = data(sizes, batch, net.dtype)
-    grads = np.empty_like(net.flat_params)
-    state = np.zeros((2, grads.size), net.dtype)
-    acts, deltas = net._workspace(batch)
-    xb, tb = np.empty_like(x), np.empty(batch, np.int64)
-    order = np.tile(np.arange(batch, dtype=np.int64), CHUNK_STEPS)
-    losses = np.empty(CHUNK_STEPS)
+    trainer = net.backend.trainer(x, t, None, batch, np.zeros((2, net.n_params), net.dtype))
+    trainer.new_epoch(np.tile(np.arange(batch, dtype=np.int64), CHUNK_STEPS))
+    optim = Optim(SGD, lr, 0.0, 0.0, 0.0)
 
     def step():
-        train_steps(net.flat_params, grads, state, acts, deltas, xb, tb, x, t, order, 0, CHUNK_STEPS,
-                    net._offsets, net._sizes, net._act, 0, lr, 0.0, 0.0, 0.0, 0, losses)
+        trainer.run(0, CHUNK_STEPS, optim, 0)
     step.steps_per_call = CHUNK_STEPS
     step()
     return step
@@ -147,8 +144,8 @@ def fastbp_breakdown(sizes, batch, repeat=200):
     d = [np.empty((batch, b), net.dtype) for b in sizes]
     xb, tb, rows = np.empty_like(x), np.empty(batch, np.int64), np.arange(batch, dtype=np.int64)
     grads = np.empty_like(net.flat_params)
-    g = {k: v for k, v in zip(p, [grads[o:o + int(np.prod(s))].reshape(s) for _, o, s in net.layout])}
-    act = lambda l: affine.RELU if l < L - 1 else affine.IDENTITY  # noqa: E731
+    g = {q.name: grads[q.offset:q.offset + int(np.prod(q.shape))].reshape(q.shape) for q in net.layout}
+    act = lambda l: RELU if l < L - 1 else IDENTITY  # noqa: E731
     pieces = {"gather batch": lambda: gather_batch(xb, tb, x, t, rows)}
     for l in range(L):
         W, b = p[f"W{l + 1}"], p[f"b{l + 1}"]
@@ -156,7 +153,7 @@ def fastbp_breakdown(sizes, batch, repeat=200):
         pieces[f"layer {l + 1} bias+act pass"] = (lambda l=l, W=W, b=b: affine.affine_forward(hs[l + 1], hs[l], W, b, act(l)))
     pieces["softmax + loss + dlogits"] = lambda: softmax_loss.softmax_loss_forward_backward(d[-1], hs[-1], t)
     for l in reversed(range(L)):
-        gW, gb = g[f"W{l + 1}"], g[f"b{l + 1}"]
+        gb = g[f"b{l + 1}"]
         pieces[f"layer {l + 1} act'+db pass"] = (lambda l=l, gb=gb: affine.bias_act_backward(d[l + 1], gb, d[l + 1], hs[l + 1], act(l)))
         # SGD runs fused: W = W - lr·xᵀ·dz in the product itself (lr 1e-30 here: W stays as it is)
         pieces[f"layer {l + 1} W -= lr·xᵀ·dz (BLAS)"] = (

@@ -4,7 +4,7 @@ machine (skipped elsewhere, and under the simulator: its timings mean nothing).
 Every gemm version at the MNIST step's shapes and at 1024, and a full SGD step of
 784-50-10 b100 and 784-1024-1024-10 b256 on the device. Each timed call ends with
 cuda.synchronize(), so a round is the kernels' time, not their launch's.
-scripts/bench_cuda.py is the side-by-side report against cuBLAS and PyTorch CUDA.
+bench/cuda_report.py is the side-by-side report against cuBLAS and PyTorch CUDA.
 """
 import numpy as np
 import pytest
@@ -48,20 +48,19 @@ def test_gemm(benchmark, cuda, version, shape):
                          ids=["784-50-10-b100", "784-1024-1024-10-b256"])
 def test_sgd_steps(benchmark, cuda, sizes, batch):
     import fastbp
+    from fastbp.kernels.codes import SGD
+    from fastbp.kernels.train import Optim
     net = fastbp.Network(list(sizes), seed=0, device="cuda")
-    dev = net._cuda.dev
     rng = np.random.default_rng(0)
     n = 10 * batch
-    x = cuda.to_device(rng.random((n, sizes[0]), dtype=np.float32))
-    t = cuda.to_device(rng.integers(0, sizes[-1], n).astype(np.int64))
-    order = cuda.to_device(rng.permutation(n).astype(np.int64))
-    state = cuda.device_array((2, dev.params.size), np.float32)
-    losses = cuda.device_array(10, np.float64)
-    ws = dev.workspace(batch)
+    x = rng.random((n, sizes[0]), dtype=np.float32)
+    t = rng.integers(0, sizes[-1], n).astype(np.int64)
+    trainer = net.backend.trainer(x, t, None, batch, np.zeros((2, net.n_params), np.float32))
+    trainer.new_epoch(rng.permutation(n).astype(np.int64))
+    optim = Optim(SGD, 0.01, 0.0, 0.0, 0.0)
 
-    def run():  # 10 SGD steps, the way fit runs them
-        dev.train_steps(ws, x, t, order, 0, 10, 0, 0.01, 0.0, 0.0, 0.0, 0, state, losses)
-        cuda.synchronize()
+    def run():  # 10 SGD steps, the way fit runs them (the losses read back at the end)
+        trainer.run(0, 10, optim, 0)
     run()
     benchmark.group = f"cuda 10 SGD steps {'-'.join(map(str, sizes))} b{batch} float32"
     benchmark(run)

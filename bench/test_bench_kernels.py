@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fastbp.kernels import affine, reference, relu, sigmoid, softmax_loss
+from fastbp.kernels.codes import RELU
 
 SHAPES = {"mnist": (100, 784, 50), "large": (256, 1024, 1024)}
 
@@ -15,16 +16,16 @@ def setup(kernel, dtype, shape):
     W = (rng.standard_normal((D, M)) / np.sqrt(D)).astype(dtype)
     b = np.zeros(M, dtype)
     out = np.empty((N, M), dtype)
-    affine.affine_forward(out, x, W, b, affine.RELU)
+    affine.affine_forward(out, x, W, b, RELU)
     dout = rng.standard_normal((N, M)).astype(dtype)
     t = rng.integers(0, M, N)
     flat, dflat, yflat = out.reshape(-1), dout.reshape(-1), np.empty(N * M, dtype)
     if kernel == "affine_forward":
-        return (lambda: affine.affine_forward(out, x, W, b, affine.RELU),
+        return (lambda: affine.affine_forward(out, x, W, b, RELU),
                 lambda: reference.affine_forward(x, W, b, "relu"))
     if kernel == "affine_backward":
         dx, dW, db, dz = np.empty_like(x), np.empty_like(W), np.empty_like(b), np.empty_like(out)
-        return (lambda: affine.affine_backward(dx, dW, db, dz, dout, out, x, W, affine.RELU),
+        return (lambda: affine.affine_backward(dx, dW, db, dz, dout, out, x, W, RELU),
                 lambda: reference.affine_backward(dout, out, x, W, "relu"))
     if kernel == "relu_forward":
         return lambda: relu.relu_forward(yflat, dflat), lambda: reference.relu_forward(dflat)

@@ -5,8 +5,8 @@ that the rows compare, every contender's timed call runs that many steps.
 """
 import pytest
 
-import steps
-from fastbp.train import CHUNK_STEPS
+from bench import steps
+from fastbp.backend import CHUNK_STEPS
 
 IDS = ["-".join(map(str, s)) + f"-b{b}" for s, b in steps.CONFIGS]
 

@@ -12,7 +12,7 @@ SoftmaxWithLoss; fastbp.kernels the numba kernels they run on.
 from fastbp import datasets, graph, layers  # noqa: F401  (fastbp.datasets etc. after `import fastbp`)
 from fastbp.gradcheck import gradient_check
 from fastbp.network import Network, TwoLayerNet
-from fastbp.train import TrainingDiverged, fit
+from fastbp.training import TrainingDiverged, fit
 
 __version__ = "0.1.0"
 __all__ = ["Network", "TwoLayerNet", "TrainingDiverged", "datasets", "fit", "gradient_check", "graph",

@@ -24,7 +24,7 @@ USAGE_ERROR, RUN_ERROR = 2, 1
 EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's number, as shells do
 
 # A run's settings and their defaults: the one list the parser, a resume and metrics.json share.
-# lr None: the optimizer's own default (fastbp.train.DEFAULT_LR).
+# lr None: the optimizer's own default (fastbp.kernels.codes.DEFAULT_LR).
 RUN_DEFAULTS = {"dataset": "mnist", "data_dir": None, "download": None, "hidden": [50],
                 "activation": "relu", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
                 "optimizer": "sgd", "weight_decay": 0.0, "dtype": "float32", "device": "cpu",
@@ -63,9 +63,8 @@ def _number(kind, ok, what):
 
 def build_parser():
     from fastbp import __version__
-    from fastbp.kernels.optimizers import OPTIMIZERS
-    from fastbp.network import ACTIVATIONS, DEVICES
-    from fastbp.train import DEFAULT_LR
+    from fastbp.kernels.codes import DEFAULT_LR, HIDDEN_ACTIVATIONS, OPTIMIZERS
+    from fastbp.network import DEVICES
 
     positive_int = _number(int, lambda v: v > 0, "positive")
     d = RUN_DEFAULTS
@@ -84,7 +83,7 @@ def build_parser():
                     help="fetch missing files (default: into the user cache only, never into --data-dir)")
     tr.add_argument("--hidden", type=positive_int, nargs="+", metavar="N",
                     help=f"hidden layer widths (default: {' '.join(map(str, d['hidden']))})")
-    tr.add_argument("--activation", choices=list(ACTIVATIONS), help=f"(default: {d['activation']})")
+    tr.add_argument("--activation", choices=list(HIDDEN_ACTIVATIONS), help=f"(default: {d['activation']})")
     length = tr.add_mutually_exclusive_group()
     length.add_argument("--iters", type=positive_int, help="training steps")
     length.add_argument("--epochs", type=positive_int,
@@ -118,7 +117,7 @@ def _flag(key, value):
 def resolve_settings(args, saved=None):
     """The run's settings: RUN_DEFAULTS, then a resumed run's saved ones, then what was given.
     On a resume, a given identity setting that differs from the saved one is a CLIError."""
-    from fastbp.train import DEFAULT_LR
+    from fastbp.kernels.codes import DEFAULT_LR
 
     given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k) is not None}
     settings = dict(RUN_DEFAULTS)
@@ -262,8 +261,9 @@ class Signals:
 
 def train(args):
     import fastbp
-    from fastbp.train import (TrainingDiverged, TrainState, ensure_compiled, fit, load_checkpoint, read_config,
-                              total_steps)
+    from fastbp.checkpoints import load_checkpoint, read_config
+    from fastbp.compiling import ensure_compiled
+    from fastbp.training import TrainingDiverged, TrainState, fit, total_steps
 
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise CLIError(f"--data-dir {args.data_dir}: no such directory")
@@ -371,7 +371,7 @@ class Results:
         return os.path.join(self.out, name)
 
     def checkpoint(self, state):
-        from fastbp.train import save_checkpoint
+        from fastbp.checkpoints import save_checkpoint
         save_checkpoint(self.path("checkpoint.npz"), self.net, state, self.config)
 
     def write(self, state, status, params=True, signal=None):

@@ -1,13 +1,12 @@
-"""The glue between Network(device="cuda") and the device kernels (fastbp.kernels.cuda).
+"""The CUDA backend (see backend.py): the CPU backend's twin on the GPU (fastbp.kernels.cuda).
 
 Host arrays in, host arrays out: the device holds the parameters (one flat
 buffer), gradients, workspaces, and during fit the whole data set. Nothing here
 runs unless a network asks for the GPU, so fastbp imports without numba-cuda.
 """
-from collections.abc import MutableMapping
-
 import numpy as np
 
+from fastbp.backend import CHUNK_STEPS, NamedParams
 from fastbp.checks import check_params
 
 
@@ -32,14 +31,14 @@ def require_cuda():
     return cuda
 
 
-class DeviceParams(MutableMapping):
+class DeviceParams(NamedParams):
     """params["W1"] of a GPU network: reading copies the current values to the host
     (read-only: writing into a copy would be lost silently); assigning uploads.
     So `params["W1"] = params["W1"] - lr * g` works; `params["W1"] -= ...` raises."""
 
     def __init__(self, dev, layout):
         self._dev = dev
-        self._shapes = {name: shape for name, _, shape in layout}
+        self._shapes = self._index = {p.name: p.shape for p in layout}
 
     @property
     def flat(self):
@@ -61,30 +60,25 @@ class DeviceParams(MutableMapping):
         arr = check_params(name, value, self._shapes[name])
         self._dev.view(name).copy_to_device(np.ascontiguousarray(arr, self._dev.NP))
 
-    def __delitem__(self, name):
-        raise TypeError("parameters cannot be deleted: they live in the network's buffer")
-
-    def __iter__(self):
-        return iter(self._shapes)
-
-    def __len__(self):
-        return len(self._shapes)
-
     def __repr__(self):
         dt = np.dtype(self._dev.NP).name
         return "{" + ", ".join(f"{k!r}: {dt}{list(s)} (cuda)" for k, s in self._shapes.items()) + "}"
 
 
 class CudaBackend:
-    """What Network calls on a GPU network: the same jobs as its CPU methods, host arrays
-    in and out. chunk bounds the rows of one forward pass (workspace memory)."""
+    """CpuBackend's arguments; the parameters are uploaded once and live on the device."""
 
     def __init__(self, sizes, act, layout, flat, chunk):
         self.cuda = require_cuda()
         from fastbp.kernels.cuda.mlp import DeviceMLP
         self.dev = DeviceMLP(sizes, act, layout, flat)
+        self.params = DeviceParams(self.dev, layout)
         self.chunk = chunk
         self.C = sizes[-1]
+
+    @property
+    def flat_params(self):
+        return self.params.flat
 
     def logits(self, x):
         out = np.empty((x.shape[0], self.C), self.dev.NP)
@@ -93,19 +87,21 @@ class CudaBackend:
             out[s:s + xc.shape[0]] = self.dev.forward(self.dev.workspace(xc.shape[0]), xc).copy_to_host()
         return out
 
+    def _to_device(self, a):
+        return self.cuda.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+
     def classes(self, x):
         """Predicted class ids (N,) for host or device rows x."""
-        if isinstance(x, np.ndarray):
-            x = self.cuda.to_device(np.ascontiguousarray(x))
-        return self.dev.predict_classes(x, self.chunk)
+        return self.dev.predict_classes(self._to_device(x), self.chunk)
 
     def loss(self, x, t):
+        # x on the host, or already on the device (fit's data sets)
         n = x.shape[0]
         starts = range(0, n, self.chunk)
         losses = self.cuda.device_array(len(starts), np.float64)
         for k, s in enumerate(starts):
-            xc = self.cuda.to_device(np.ascontiguousarray(x[s:s + self.chunk]))
-            tc = self.cuda.to_device(np.ascontiguousarray(t[s:s + self.chunk]))
+            xc = self._to_device(x[s:s + self.chunk])
+            tc = self._to_device(t[s:s + self.chunk])
             self.dev.loss(self.dev.workspace(xc.shape[0]), xc, tc, losses, k)
         means = losses.copy_to_host()
         return float(sum(means[k] * min(self.chunk, n - s) for k, s in enumerate(starts)) / n)
@@ -117,3 +113,44 @@ class CudaBackend:
         self.dev.loss_grad(self.dev.workspace(x.shape[0]), xd, td, losses, 0)
         self.dev.grads.copy_to_host(grads)
         return float(losses.copy_to_host()[0])
+
+    def trainer(self, x, t, evals, batch_size, opt_state):
+        return CudaTrainer(self, x, t, evals, batch_size, opt_state)
+
+
+class CudaTrainer:
+    """The same loop on the GPU (kernels/cuda/mlp.py): the data sets are uploaded once, each
+    epoch's row order once; the host reads back a chunk's losses and the stop flag."""
+
+    def __init__(self, backend, x, t, evals, batch_size, opt_state):
+        cuda = self.cuda = backend.cuda
+        self.backend, self.dev, self.opt_state = backend, backend.dev, opt_state
+        self.x, self.t = cuda.to_device(x), cuda.to_device(t)
+        # device rows and labels; the accuracy passes compare on the host
+        self.data = {"train": (self.x, self.t, t)}
+        if evals is not None:
+            self.data["eval"] = (cuda.to_device(evals[0]), cuda.to_device(evals[1]), evals[1])
+        self.state = cuda.to_device(opt_state)
+        self.ws = self.dev.workspace(batch_size)
+        self.losses = cuda.device_array(CHUNK_STEPS, np.float64)
+
+    def new_epoch(self, order):
+        self.order = self.cuda.to_device(order)
+
+    def run(self, first, steps, optim, t0):
+        self.dev.train_steps(self.ws, self.x, self.t, self.order, first, steps, optim, t0, self.state,
+                             self.losses)
+        losses = self.losses.copy_to_host()
+        stop = int(self.dev.stop.copy_to_host()[0])
+        return (stop - 1 if stop else steps), losses
+
+    def accuracy(self, which):
+        x, _, t = self.data[which]
+        return float(np.mean(self.backend.classes(x) == t))
+
+    def loss(self, which):
+        x, t, _ = self.data[which]
+        return self.backend.loss(x, t)
+
+    def sync_state(self):
+        self.state.copy_to_host(self.opt_state)

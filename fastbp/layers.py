@@ -12,6 +12,7 @@ import numpy as np
 
 from fastbp.checks import as_float_array, as_labels, float_dtype
 from fastbp.kernels import affine, mse_loss, relu, sigmoid, softmax_loss
+from fastbp.kernels.codes import IDENTITY
 
 
 class MulLayer:
@@ -132,7 +133,7 @@ class Affine:
         self.original_x_shape = xa.shape
         self.x = as_float_array(xa, "x", W.dtype).reshape(xa.shape[0], features)
         out = np.empty((xa.shape[0], W.shape[1]), W.dtype)
-        affine.affine_forward(out, self.x, W, b, affine.IDENTITY)
+        affine.affine_forward(out, self.x, W, b, IDENTITY)
         return out
 
     def backward(self, dout):
@@ -147,7 +148,7 @@ class Affine:
         self.dW = np.empty_like(W)
         self.db = np.empty(W.shape[1], W.dtype)
         dz = np.empty_like(d)  # identity activation: dz is a copy of dout, dout stays untouched
-        affine.affine_backward(dx, self.dW, self.db, dz, d, d, self.x, W, affine.IDENTITY)
+        affine.affine_backward(dx, self.dW, self.db, dz, d, d, self.x, W, IDENTITY)
         return dx.reshape(self.original_x_shape)
 
 
@@ -193,7 +194,7 @@ class SoftmaxWithLoss(_Loss):
 
 
 class MeanSquaredLoss(_Loss):
-    """Mean over every entry of (y - t)², as seed 003's MSE; t: targets shaped like y
+    """Mean over every entry of (y - t)², as the notes' sigmoid example computes it; t: targets shaped like y
     (N, C), or class ids (N,) taken as one-hot rows. backward(dout) gives dy."""
 
     _backward = staticmethod(mse_loss.mse_loss_backward)

@@ -1,73 +1,29 @@
 """Network: a multi-layer perceptron whose parameters live in one flat buffer.
 
 params["W1"], params["b1"], ... are shaped views into that buffer (llm.c
-style), laid out by param_layout; gradients come back in a buffer of the same
-layout, so an optimizer update is one pass over one array. Forward and backward
-for the whole network are one compiled call (fastbp.kernels.mlp).
+style), laid out by fastbp.kernels.layout; gradients come back in a buffer of the
+same layout, so an optimizer update is one pass over one array. Network is the
+API and the argument checks; the work is its backend's (backend.py: CpuBackend
+runs forward and backward of the whole network as one compiled call, CudaBackend
+the same on a GPU).
 """
 import math
 import numbers
 import os
-from collections.abc import MutableMapping
 
 import numpy as np
 
-from fastbp.checks import as_batch, as_float_array, as_labels, check_params, check_seed, float_dtype
-from fastbp.cuda import CudaBackend, DeviceParams
+from fastbp.checks import as_batch, as_float_array, as_labels, check_seed, float_dtype
+from fastbp.cpu import CpuBackend, named_views
 from fastbp.files import atomic_savez, load_npz
-from fastbp.kernels import affine, mlp
+from fastbp.kernels import codes, mlp
+from fastbp.kernels import layout as lay
 
 DEVICES = ("cpu", "cuda")
-ACTIVATIONS = ("relu", "sigmoid")  # hidden-layer activations a Network offers
+ACTIVATIONS = codes.HIDDEN_ACTIVATIONS
 LOSSES = ("softmax_ce", "mse")  # softmax + cross-entropy on the scores, or mean squared error
 PREDICT_CHUNK = 4096  # rows per forward call in predict/loss/accuracy: bounds workspace memory
 _META = ("fastbp_sizes", "fastbp_activation", "fastbp_loss")  # non-parameter entries of a saved .npz
-
-
-def param_layout(sizes):
-    """[(name, offset, shape), ...] for W1, b1, W2, b2, ...: the one definition of the flat layout."""
-    layout, offset = [], 0
-    for l in range(len(sizes) - 1):
-        for name, shape in ((f"W{l + 1}", (sizes[l], sizes[l + 1])), (f"b{l + 1}", (sizes[l + 1],))):
-            layout.append((name, offset, shape))
-            offset += math.prod(shape)
-    return layout
-
-
-def _views(flat, layout):
-    return {name: flat[off:off + math.prod(shape)].reshape(shape) for name, off, shape in layout}
-
-
-class ParamDict(MutableMapping):
-    """Named views into a flat buffer. Assigning copies into the view (shape checked), so
-    `params["W1"] = new` and `params["W1"] -= lr * g` both update the buffer the kernels read."""
-
-    def __init__(self, flat, layout):
-        self.flat = flat
-        self._views = _views(flat, layout)
-
-    def __getitem__(self, name):
-        return self._views[name]
-
-    def __setitem__(self, name, value):
-        if name not in self._views:
-            raise KeyError(f"no parameter {name!r}; parameters are {list(self._views)}")
-        view = self._views[name]
-        if value is view:  # `params[k] -= ...` already updated the view in place
-            return
-        view[...] = check_params(name, value, view.shape)
-
-    def __delitem__(self, name):
-        raise TypeError("parameters cannot be deleted: they are views into the network's buffer")
-
-    def __iter__(self):
-        return iter(self._views)
-
-    def __len__(self):
-        return len(self._views)
-
-    def __repr__(self):
-        return "{" + ", ".join(f"{k!r}: {v.dtype}{list(v.shape)}" for k, v in self._views.items()) + "}"
 
 
 def _check_sizes(sizes):
@@ -125,45 +81,38 @@ class Network:
         self.dtype = float_dtype(dtype)
         check_seed(seed)
         self.device = device
-        self.layout = param_layout(self.sizes)
-        self._n_params = sum(math.prod(shape) for _, _, shape in self.layout)
-        flat = np.zeros(self._n_params, self.dtype)
-        self.params = ParamDict(flat, self.layout)
+        self.layout = lay.param_layout(self.sizes)
+        self.n_params = lay.param_count(self.layout)
+        flat = np.zeros(self.n_params, self.dtype)
+        views = named_views(flat, self.layout)
         rng = np.random.default_rng(seed)
         for l in range(len(self.sizes) - 1):
             std = _init_std(weight_init, activation, self.sizes[l])
-            W = self.params[f"W{l + 1}"]
+            W = views[f"W{l + 1}"]
             W[...] = std * rng.standard_normal(W.shape)
-        self._sizes = np.array(self.sizes, np.int64)
-        self._offsets = np.array([off for _, off, _ in self.layout], np.int64)
-        self._act = affine.ACTIVATIONS.index(activation)
-        self._workspaces = {}
-        self._cuda = None
-        if device == "cuda":  # upload the initialised weights; from now on the device copy is the one
-            self._cuda = CudaBackend(self.sizes, self._act, self.layout, flat, PREDICT_CHUNK)
-            self.params = DeviceParams(self._cuda.dev, self.layout)
+        act = codes.ACTIVATIONS.index(activation)
+        if device == "cuda":  # uploads the initialised weights; from now on the device copy is the one
+            from fastbp.cuda import CudaBackend
+            self.backend = CudaBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK)
+        else:
+            self.backend = CpuBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK)
 
     def __repr__(self):
         loss = "" if self.loss_type == "softmax_ce" else f", loss={self.loss_type!r}"
         device = "" if self.device == "cpu" else f", device={self.device!r}"
         return (f"Network({list(self.sizes)}, activation={self.activation!r}, "
-                f"dtype={self.dtype.name!r}{loss}{device}, params={self._n_params})")
+                f"dtype={self.dtype.name!r}{loss}{device}, params={self.n_params})")
+
+    @property
+    def params(self):
+        """{"W1": ..., "b1": ...}: views into the flat buffer (on cuda: read-only host copies;
+        assigning uploads)."""
+        return self.backend.params
 
     @property
     def flat_params(self):
         """The one buffer every parameter view points into (on cuda: a read-only host copy)."""
-        return self.params.flat
-
-    # -- workspaces: kernels allocate nothing, so the buffers they write live here
-    def _workspace(self, n):
-        ws = self._workspaces.get(n)
-        if ws is None:
-            if len(self._workspaces) >= 4:
-                self._workspaces.clear()
-            acts = np.empty(n * sum(self.sizes[1:]), self.dtype)
-            deltas = np.empty(2 * n * max(self.sizes[1:]), self.dtype)
-            ws = self._workspaces[n] = (acts, deltas)
-        return ws
+        return self.backend.flat_params
 
     def _x(self, x):
         return as_batch(x, self.sizes[0], self.dtype)
@@ -181,64 +130,28 @@ class Network:
             return xb, as_float_array(arr, "t", self.dtype)
         return xb, np.eye(c, dtype=self.dtype)[as_labels(t, n, c)]
 
-    def _chunks(self, n):
-        return range(0, n, PREDICT_CHUNK)
-
     # -- the book's API
     def predict(self, x):
         """Scores (logits) (N, C) for x (N, D), before softmax."""
-        return self._logits(self._x(x))
-
-    def _logits(self, x):
-        if self._cuda is not None:
-            return self._cuda.logits(x)
-        out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
-        for s in self._chunks(x.shape[0]):
-            xc = x[s:s + PREDICT_CHUNK]
-            acts, _ = self._workspace(xc.shape[0])
-            mlp.mlp_forward(acts, self.params.flat, self._offsets, self._sizes, xc, self._act)
-            out[s:s + xc.shape[0]] = acts[-xc.shape[0] * self.sizes[-1]:].reshape(-1, self.sizes[-1])
-        return out
+        return self.backend.logits(self._x(x))
 
     def loss(self, x, t):
         """The mean loss over the batch (softmax cross-entropy, or MSE for loss="mse"), a float."""
-        return self._loss(*self._xt(x, t))
+        return self.backend.loss(*self._xt(x, t))
 
-    def _loss(self, x, t):
-        if self._cuda is not None:
-            return self._cuda.loss(x, t)
-        total = 0.0
-        for s in self._chunks(x.shape[0]):
-            xc, tc = x[s:s + PREDICT_CHUNK], t[s:s + PREDICT_CHUNK]
-            acts, _ = self._workspace(xc.shape[0])
-            total += xc.shape[0] * mlp.mlp_loss(acts, self.params.flat, self._offsets, self._sizes,
-                                                xc, tc, self._act)
-        return total / x.shape[0]
 
     def accuracy(self, x, t):
         """Fraction of samples whose highest score is the label."""
-        return self._accuracy(*self._xt(x, t))
-
-    def _accuracy(self, x, t):
+        x, t = self._xt(x, t)
         labels = t if t.ndim == 1 else t.argmax(axis=1)  # MSE targets: the largest is the class
-        pred = self._cuda.classes(x) if self._cuda is not None else self._logits(x).argmax(axis=1)
-        return float(np.mean(pred == labels))
+        return float(np.mean(self.backend.classes(x) == labels))
 
     def gradient(self, x, t):
         """Backprop: {"W1": dL/dW1, ...} as views into one new flat buffer (grads["W1"].base)."""
         x, t = self._xt(x, t)
-        grads = np.empty(self._n_params, self.dtype)
-        self._loss_grad(grads, x, t)
-        return _views(grads, self.layout)
-
-    def _loss_grad(self, grads, x, t):
-        # the hot path for training loops: arguments already checked
-        if self._cuda is not None:
-            return self._cuda.loss_grad(grads, x, t)
-        acts, deltas = self._workspace(x.shape[0])
-        # the kernel picks the loss from the targets' form: ids (N,) or MSE targets (N, C)
-        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, self._offsets, self._sizes,
-                                 x, t, self._act)
+        grads = np.empty(self.n_params, self.dtype)
+        self.backend.loss_grad(grads, x, t)
+        return named_views(grads, self.layout)
 
     def numerical_gradient(self, x, t, h=1e-4):
         """Central differences (f(p+h) - f(p-h)) / 2h for every parameter: the slow referee.
@@ -252,35 +165,42 @@ class Network:
         x, t = self._xt(x, t)
         x = x.astype(np.float64)
         t = t if t.ndim == 1 else t.astype(np.float64)
-        params = self.params.flat.astype(np.float64)
+        params = self.flat_params.astype(np.float64)
         grads = np.empty_like(params)
-        acts = np.empty(x.shape[0] * sum(self.sizes[1:]), np.float64)
-        mlp.mlp_numerical_gradient(grads, acts, params, self._offsets, self._sizes, x, t, self._act,
-                                   float(h))
-        return _views(grads, self.layout)
+        acts = np.empty(lay.acts_length(self.sizes, x.shape[0]), np.float64)
+        mlp.mlp_numerical_gradient(grads, acts, params, lay.offsets(self.layout), np.array(self.sizes, np.int64),
+                                   x, t, codes.ACTIVATIONS.index(self.activation), float(h))
+        return named_views(grads, self.layout)
 
     # -- files: .npz, never pickle
     def save(self, path):
         """Write the parameters to exactly `path` (.npz), atomically: a crash leaves the old file."""
-        atomic_savez(path, **dict(self.params.items()), **self._meta())
+        atomic_savez(path, **self.file_arrays())
 
-    def _meta(self):
-        return {"fastbp_sizes": self._sizes, "fastbp_activation": np.array(self.activation),
-                "fastbp_loss": np.array(self.loss_type)}
+    def file_arrays(self):
+        """What save() writes (checkpoints too): the parameters by name and the architecture."""
+        return {**dict(self.params.items()), "fastbp_sizes": np.array(self.sizes, np.int64),
+                "fastbp_activation": np.array(self.activation), "fastbp_loss": np.array(self.loss_type)}
 
     @classmethod
     def load(cls, path, device="cpu"):
         """A Network (on `device`) from a file written by save(); every name, shape and dtype
         is checked first."""
         path = os.fspath(path)
-        arrays = load_npz(path, "params")
+        return cls.from_arrays(load_npz(path, "params"), path, device)
+
+    @classmethod
+    def from_arrays(cls, arrays, path, device="cpu"):
+        """The Network that `arrays` (file_arrays(), from a params file or a checkpoint) describe,
+        on `device`; every entry is checked before anything is assigned. `path` names the
+        source in errors; entries named ckpt_* are the checkpoint's and are ignored."""
         net = cls._from_meta(arrays, path, device)
         net._assign(arrays, path)
         return net
 
     @staticmethod
     def _from_meta(arrays, path, device="cpu"):
-        # the Network that `arrays` (from save or a checkpoint) describes, parameters not yet set
+        # the Network that `arrays` describe, parameters not yet set
         missing = [k for k in _META[:2] if k not in arrays]  # files from before "loss" lack it
         if missing:
             raise ValueError(f"{path}: not a fastbp params file (missing {missing})")
@@ -298,7 +218,7 @@ class Network:
 
     def _assign(self, arrays, path):
         # check every name, shape, dtype and value in `arrays` first, then copy them all in
-        expected = [name for name, _, _ in self.layout]
+        expected = [p.name for p in self.layout]
         extra = sorted(set(arrays) - set(expected) - set(_META) - {k for k in arrays if k.startswith("ckpt_")})
         absent = [n for n in expected if n not in arrays]
         if extra or absent:

@@ -6,7 +6,7 @@ Forward:  out = act(x·W + b)  -- one BLAS product, then ONE pass adds the bias
 Backward: from dout = d loss / d out, one pass forms dz = dout * act'(out) and
           db = column sums of dz (the prologue); then dW = xᵀ·dz and
           dx = dz·Wᵀ are BLAS products.
-act is an index into ACTIVATIONS. The Python layer Affine uses "identity".
+act is a code from codes.py (IDENTITY, RELU, SIGMOID). The Python layer Affine uses IDENTITY.
 
 Matrix products: np.dot inside @njit (BLAS) by default. The hand-written loops
 in matmul.py are kept and tested; at the MNIST shapes BLAS was as fast or
@@ -14,6 +14,7 @@ faster except on sparse float64 input (see README, "Matrix products").
 """
 from numba import njit
 
+from .codes import ACTIVATIONS, IDENTITY, RELU, SIGMOID  # noqa: F401  (ACTIVATIONS, IDENTITY: for callers)
 from .config import CACHE, FASTMATH
 from .matmul import matmul_nn_blas as matmul_nn
 from .matmul import matmul_nt_blas as matmul_nt
@@ -21,8 +22,6 @@ from .matmul import matmul_tn_blas as matmul_tn
 from .relu import relu, relu_grad
 from .sigmoid import sigmoid, sigmoid_grad
 
-ACTIVATIONS = ("identity", "relu", "sigmoid")
-IDENTITY, RELU, SIGMOID = 0, 1, 2
 
 
 @njit(inline="always")

@@ -37,8 +37,8 @@ def gemm_tn_update(c, a, b, alpha, beta):
     np.dot has no alpha/beta; this calls the same BLAS gemm numba's np.dot uses.
     Why: SGD on a weight, W = (1 - lr*wd)·W - lr·xᵀ·dz, done inside the product
     by the BLAS threads, instead of dW written by them and a separate pass on
-    this thread reading it back across cores (measured: 10-25 us of a 784-50-10
-    step). Callable from @njit code only."""
+    this thread reading it back across cores (docs/performance.md has the
+    measurement). Callable from @njit code only."""
 
 
 @overload(gemm_tn_update)

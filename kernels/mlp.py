@@ -1,12 +1,9 @@
 """A whole multi-layer perceptron, forward and backward, in one compiled call.
 
 Sizes: L layers, widths sizes = (D0, D1, ..., DL) int64, N batch.
-params is ONE flat buffer (llm.c style); offsets (2L,) int64 gives where W_l
-(D_l, D_{l+1}) and b_l (D_{l+1},) start in it (fastbp.network.param_layout is
-the one place that lays it out). grads mirrors params exactly.
-acts (N * (D1 + ... + DL),) holds every layer's output, layer by layer; hidden
-layers apply `act` (an index into affine.ACTIVATIONS), the last gives logits.
-deltas (2 * N * max(D1..DL),) holds two ping-pong gradient blocks for backward.
+params, grads (one flat buffer each), offsets, acts and deltas are laid out as
+layout.py defines them. Hidden layers apply `act` (a code from codes.py), the last
+gives the logits.
 x (N, D0) float. The targets pick the loss, at compile time: t (N,) int64 class
 ids -> softmax cross-entropy; t (N, DL) floats -> mean squared error on the last
 layer's output. Nothing is allocated here.
@@ -14,8 +11,10 @@ layer's output. Nothing is allocated here.
 from numba import njit
 from numba.extending import overload
 
-from .affine import IDENTITY, affine_forward, bias_act_backward
+from .affine import affine_forward, bias_act_backward
+from .codes import IDENTITY
 from .config import CACHE, FASTMATH
+from .layout import act_block, param_block
 from .matmul import gemm_tn_update
 from .matmul import matmul_nt_blas as matmul_nt
 from .matmul import matmul_tn_blas as matmul_tn
@@ -26,19 +25,15 @@ from .softmax_loss import cross_entropy, softmax_loss_forward_backward
 
 @njit(inline="always")
 def _weights(buf, offsets, sizes, l):
-    D, M = sizes[l], sizes[l + 1]
-    W = buf[offsets[2 * l]:offsets[2 * l] + D * M].reshape((D, M))
-    b = buf[offsets[2 * l + 1]:offsets[2 * l + 1] + M]
-    return W, b
+    w, nw = param_block(offsets, sizes, l, 0)
+    b, nb = param_block(offsets, sizes, l, 1)
+    return buf[w:w + nw].reshape((sizes[l], sizes[l + 1])), buf[b:b + nb]
 
 
 @njit(inline="always")
 def _output(acts, sizes, N, l):
     # layer l's output block (N, sizes[l+1]) inside acts
-    start = 0
-    for k in range(1, l + 1):
-        start += N * sizes[k]
-    M = sizes[l + 1]
+    start, M = act_block(sizes, N, l)
     return acts[start:start + N * M].reshape((N, M))
 
 

@@ -1,4 +1,4 @@
-"""Mean squared error: L = mean over all N*C entries of (y - t)², as seed 003 computes it
+"""Mean squared error: L = mean over all N*C entries of (y - t)², as the notes' sigmoid example computes it
 (((y - t)**2).mean()); backward dy = dout * 2 (y - t) / (N*C).
 
 Sizes: y (N, C) predictions, t (N, C) float targets of the same dtype. The sum is

@@ -14,10 +14,9 @@ the whole buffer. Weight decay adds wd * p to the gradient.
 import numpy as np
 from numba import njit
 
+from .codes import ADAGRAD, ADAM, MOMENTUM, OPTIMIZERS, SGD  # noqa: F401  (OPTIMIZERS: for callers)
 from .config import CACHE, FASTMATH
-
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam")
-SGD, MOMENTUM, ADAGRAD, ADAM = 0, 1, 2, 3
+from .layout import param_block
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -72,8 +71,7 @@ def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2
     n_layers = sizes.shape[0] - 1
     for l in range(n_layers):
         for k in range(2):  # W block with weight decay, then b block without
-            start = offsets[2 * l + k]
-            n = sizes[l] * sizes[l + 1] if k == 0 else sizes[l + 1]
+            start, n = param_block(offsets, sizes, l, k)
             decay = wd if k == 0 else 0.0
             p, g = params[start:start + n], grads[start:start + n]
             s0, s1 = state[0, start:start + n], state[1, start:start + n]

@@ -6,7 +6,7 @@ be read, not to be fast. Names match the kernels they check.
 """
 import numpy as np
 
-ACTIVATIONS = ("identity", "relu", "sigmoid")
+from .codes import ACTIVATIONS
 
 
 def matmul_nn(a, b):

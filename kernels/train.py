@@ -10,12 +10,21 @@ Then the backward pass and the update: for SGD fused (mlp_backward_sgd: each W
 is updated inside its gradient's BLAS product), for the other optimizers the
 gradients into grads, then one optimizer pass over the flat buffer.
 """
+from collections import namedtuple
+
 import numpy as np
 from numba import njit
 
+from .codes import SGD
 from .config import CACHE, FASTMATH
 from .mlp import mlp_backward, mlp_backward_sgd, mlp_loss_dy
-from .optimizers import SGD, optimizer_step
+from .optimizers import optimizer_step
+
+# The loop's settings, as three values instead of a row of positionals:
+Model = namedtuple("Model", "offsets sizes act")           # the flat layout (layout.py) and act code
+Optim = namedtuple("Optim", "opt lr hyper1 hyper2 wd")     # codes.py's optimizer code and its numbers
+Work = namedtuple("Work", "grads acts deltas xb tb")       # the step's buffers: grads like params,
+                                                           # acts/deltas (layout.py), batch (B, D0), (B,)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -31,9 +40,12 @@ def gather_batch(xb, tb, x, t, rows):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
-def train_steps(params, grads, state, acts, deltas, xb, tb, x, t, order, first, steps, offsets,
-                sizes, act, opt, lr, hyper1, hyper2, wd, t0, losses):
-    # t0: the optimizer's step count before this call (Adam's bias correction needs it)
+def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0, losses):
+    # state (2, P): the optimizer's buffers. t0: the optimizer's step count before this call
+    # (Adam's bias correction needs it). Returns the number of steps completed.
+    grads, acts, deltas, xb, tb = work
+    offsets, sizes, act = model
+    opt, lr, hyper1, hyper2, wd = optim
     B = xb.shape[0]
     for k in range(steps):
         start = (first + k) * B

@@ -1,13 +1,9 @@
 """The benchmark contenders do the same work: fastbp's timed step and the plain-NumPy step
 start from the same weights and data and end at the same parameters."""
-import os
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
-import steps  # noqa: E402
+from bench import steps
 
 
 @pytest.mark.parametrize("sizes,batch", [((784, 50, 10), 100), ((20, 16, 8, 4), 7)])

@@ -6,7 +6,6 @@ import os
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import fake_mnist

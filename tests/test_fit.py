@@ -6,7 +6,9 @@ import pytest
 import fastbp
 from fastbp.datasets import spiral
 from fastbp.kernels import optimizers
-from fastbp.train import TrainState, load_checkpoint, save_checkpoint, total_steps
+from fastbp.checkpoints import load_checkpoint, save_checkpoint
+from fastbp.kernels.codes import DEFAULT_LR
+from fastbp.training import TrainState, total_steps
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +216,7 @@ def test_default_lr_is_the_optimizers_own(data):
         fastbp.fit(a, x, t, epochs=1, batch_size=50, optimizer=optimizer, seed=0)
         fastbp.fit(b, x, t, epochs=1, batch_size=50, optimizer=optimizer, lr=lr, seed=0)
         np.testing.assert_array_equal(a.flat_params, b.flat_params)
-        assert fastbp.train.DEFAULT_LR[optimizer] == lr
+        assert DEFAULT_LR[optimizer] == lr
 
 
 def test_bad_seed_and_a_backwards_length_are_refused(data):

@@ -4,13 +4,13 @@ import pytest
 
 from conftest import DTYPES, NUM_TOL, assert_near, central_diff
 from fastbp.kernels import affine, mlp, reference
-from fastbp.network import param_layout
+from fastbp.kernels.layout import param_layout
 
 SIZES = [(1, 1), (3, 1, 2), (1, 1, 1), (6, 5, 4), (7, 9, 3, 5), (20, 13, 11, 7, 3)]
 
 
 def make(rng, sizes, N, dtype):
-    layout = param_layout(sizes)
+    layout = [(p.name, p.offset, p.shape) for p in param_layout(sizes)]
     params = np.empty(layout[-1][1] + int(np.prod(layout[-1][2])), dtype)
     for name, off, shape in layout:
         n = int(np.prod(shape))

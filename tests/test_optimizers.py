@@ -3,11 +3,11 @@ import pytest
 
 from conftest import DTYPES, assert_near
 from fastbp.kernels import optimizers, reference
-from fastbp.network import param_layout
+from fastbp.kernels.layout import param_layout
 
 
 def setup(rng, sizes, dtype):
-    layout = param_layout(sizes)
+    layout = [(p.name, p.offset, p.shape) for p in param_layout(sizes)]
     n = layout[-1][1] + int(np.prod(layout[-1][2]))
     p = rng.standard_normal(n).astype(dtype)
     g = rng.standard_normal(n).astype(dtype)

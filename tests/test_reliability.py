@@ -11,7 +11,7 @@ import pytest
 
 import fastbp
 from conftest import fake_mnist
-from fastbp.train import load_checkpoint
+from fastbp.checkpoints import load_checkpoint
 
 
 def cli(args, env):

@@ -5,6 +5,7 @@ extra: `pip install 'fastbp[cuda]'`). Every kernel is built by a factory for one
 dtype and a few compile-time constants (tile sizes, transposes, epilogue) and
 compiled eagerly with an explicit signature, so a launch only checks types.
 
+    build.py          how each kernel is made: source factory, signature, eager compile
     config.py         tile and block sizes (small ones under the simulator)
     activations.py    relu / sigmoid device functions and their derivatives
     gemm.py           C = op(A)·op(B) with a fused epilogue: naive, tiled, register-blocked

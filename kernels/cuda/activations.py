@@ -2,14 +2,14 @@
 
 Built per dtype (make_activations(np.float32)) so every literal has the kernel's
 type: a bare 0 or 1.0 would make float32 math float64. act codes are the CPU's
-(fastbp.kernels.affine.ACTIVATIONS): 0 identity, 1 relu, 2 sigmoid.
+(fastbp.kernels.codes).
 """
 import functools
 import math
 
 from numba import cuda
 
-IDENTITY, RELU, SIGMOID = 0, 1, 2
+from ..codes import RELU, SIGMOID
 
 
 @functools.lru_cache(maxsize=None)

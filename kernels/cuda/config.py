@@ -25,5 +25,5 @@ ROW_THREAD_MAX_CLASSES = 32
 
 # The register-blocked gemm pays off only with enough 64 x 64 output tiles to fill
 # the GPU; smaller products (all of 784-50-10) use the tiled kernel. Not yet measured
-# on a GPU: scripts/bench_cuda.py prints all three versions at these shapes.
+# on a GPU: bench/cuda_report.py prints all three versions at these shapes.
 REGBLOCK_MIN_OUTPUTS = 512 * 512

@@ -10,8 +10,9 @@ row, consecutive threads copy consecutive columns (coalesced).
 """
 import functools
 
-import numpy as np
 from numba import cuda, types
+
+from . import build
 
 
 def source(NP):
@@ -27,11 +28,10 @@ def source(NP):
 
 
 def signature(NP):
-    a = types.Array(types.float32 if NP is np.float32 else types.float64, 2, "C")
-    i = types.Array(types.int64, 1, "C")
-    return types.void(a, i, a, i, i, types.int64)
+    a = build.array(NP, 2)
+    return types.void(a, build.I64, a, build.I64, build.I64, types.int64)
 
 
 @functools.lru_cache(maxsize=None)
 def gather(NP):
-    return cuda.jit(signature(NP))(source(NP))
+    return build.compile(signature(NP), source(NP))

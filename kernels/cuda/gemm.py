@@ -24,10 +24,9 @@ Each thread sums k in order 0..K-1 in the dtype of C (like cuBLAS; no split-K).
 """
 import functools
 
-import numpy as np
 from numba import cuda, types
 
-from . import config
+from . import build, config
 from .activations import make_activations
 
 EPI_NONE, EPI_BIAS_ACT, EPI_ACT_GRAD, EPI_COLSUM = 0, 1, 2, 3
@@ -35,13 +34,12 @@ VERSIONS = ("naive", "tiled", "regblock")
 
 
 def signature(NP):
-    a = types.Array(types.float32 if NP is np.float32 else types.float64, 2, "C")
-    v = types.Array(a.dtype, 1, "C")
-    return types.void(a, a, a, v, a, types.int64)
+    a = build.array(NP, 2)
+    return types.void(a, a, a, build.array(NP, 1), a, types.int64)
 
 
 def source(version, ta, tb, epi, NP, shape=None):
-    """The Python function of one gemm variant (compile it with cuda.jit(signature(NP)))."""
+    """The Python function of one gemm variant (build.compile(signature(NP), ...) compiles it)."""
     if epi == EPI_COLSUM and tb:
         raise ValueError("EPI_COLSUM sums the columns of B itself: tb must be False")
     act_apply, act_grad = make_activations(NP)
@@ -190,7 +188,7 @@ def source(version, ta, tb, epi, NP, shape=None):
 @functools.lru_cache(maxsize=None)
 def kernel(version, ta, tb, epi, NP, shape=None):
     """The compiled kernel (explicit signature: compiled now, launched without type inference)."""
-    return cuda.jit(signature(NP))(source(version, ta, tb, epi, NP, shape))
+    return build.compile(signature(NP), source(version, ta, tb, epi, NP, shape))
 
 
 def launch_shape(version, M, N, shape=None):

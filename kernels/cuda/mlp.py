@@ -1,28 +1,27 @@
 """DeviceMLP: a whole network's buffers on the GPU and its step as a fixed list of launches.
 
 Sizes: L layers, widths sizes = (D0, ..., DL), B batch. params and grads are ONE
-flat device buffer each, in fastbp.network.param_layout's layout; W_l / b_l are
+flat device buffer each, in the layout of fastbp.kernels.layout; W_l / b_l are
 device views made once. Per batch size B a workspace holds every layer's output
 acts[l] (B, D_{l+1}) and gradient deltas[l] (B, D_{l+1}).
 
 A training step is 3L + 2 launches and no host transfer:
     gather 1 | forward L | softmax+CE forward+backward 1 | backward 2L - 1 | optimizer 1
 (784-50-10: 8 launches; one more with over config.ROW_THREAD_MAX_CLASSES classes). The loss of each step goes to a device array the host
-reads once per chunk of steps. Hidden layers use `act` (0 identity, 1 relu,
-2 sigmoid); the last layer gives the logits.
+reads once per chunk of steps. Hidden layers use `act` (a code from
+fastbp.kernels.codes); the last layer gives the logits.
 """
 import math
 
 import numpy as np
 from numba import cuda
 
+from ..codes import ADAM, IDENTITY
 from ..optimizers import adam_lr
 from . import affine, config
 from .gather import gather
-from .optimizers import ADAM, update
+from .optimizers import update
 from .softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
-
-IDENTITY = 0
 
 
 def _blocks(n, block):
@@ -31,7 +30,8 @@ def _blocks(n, block):
 
 class DeviceMLP:
     def __init__(self, sizes, act, layout, flat):
-        # flat: the host parameter buffer to upload (its dtype is the network's)
+        # layout: fastbp.kernels.layout.param_layout(sizes); flat: the host parameter buffer
+        # to upload (its dtype is the network's)
         self.sizes, self.act, self.layout = tuple(sizes), int(act), layout
         self.NP = flat.dtype.type
         self.L = len(sizes) - 1
@@ -39,10 +39,10 @@ class DeviceMLP:
         self.grads = cuda.device_array_like(self.params)
         self.W, self.b = self._views(self.params)
         self.dW, self.db = self._views(self.grads)
-        decay = np.zeros(flat.size, np.uint8)
-        for name, off, shape in layout:
-            if name.startswith("W"):
-                decay[off:off + math.prod(shape)] = 1
+        decay = np.zeros(flat.size, np.uint8)  # weight decay applies to W entries only
+        for p in layout:
+            if p.kind == "W":
+                decay[p.offset:p.offset + math.prod(p.shape)] = 1
         self.decay = cuda.to_device(decay)
         self.stop = cuda.to_device(np.zeros(1, np.int64))
         self._ws = {}
@@ -51,15 +51,15 @@ class DeviceMLP:
 
     def _views(self, buf):
         W, b = [], []
-        for name, off, shape in self.layout:
-            v = buf[off:off + math.prod(shape)]
-            (W if name.startswith("W") else b).append(v.reshape(shape) if len(shape) == 2 else v)
+        for p in self.layout:
+            v = buf[p.offset:p.offset + math.prod(p.shape)]
+            (W if p.kind == "W" else b).append(v.reshape(p.shape) if p.kind == "W" else v)
         return W, b
 
     def view(self, name):
         """The device view of parameter `name` ("W1", "b2", ...)."""
-        kind, l = name[0], int(name[1:]) - 1
-        return (self.W if kind == "W" else self.b)[l]
+        p = next(p for p in self.layout if p.name == name)
+        return (self.W if p.kind == "W" else self.b)[p.layer]
 
     # -- per batch size: buffers and the replayable launch lists
     def workspace(self, B):
@@ -85,16 +85,18 @@ class DeviceMLP:
         affine.run(ws.forward_plan(x))
         ws.softmax_ce(False, losses, t, slot)
 
-    def train_steps(self, ws, x, t, order, first, steps, opt, lr, hyper1, hyper2, wd, t0, state,
-                    losses):
-        """`steps` SGD steps on rows order[(first + k) * B ...] of the device data set x, t;
-        the loss of step k into losses[k]. state (2, P): the optimizer's s0, s1. hyper1/hyper2
-        as the CPU loop's: momentum / (beta1, beta2). t0: steps taken before (Adam's bias
+    def train_steps(self, ws, x, t, order, first, steps, optim, t0, state, losses):
+        """`steps` training steps (the optimizer `opt`, a code from fastbp.kernels.codes) on
+        rows order[(first + k) * B ...] of the device data set x, t, with optim (the CPU
+        loop's kernels.train.Optim: code, lr, hyper1, hyper2, wd);
+        the loss of step k into losses[k]. state (2, P): the optimizer's s0, s1. t0: steps
+        taken before (Adam's bias
         correction). Returns nothing: the host reads losses and
         self.stop afterwards (stop[0] = k + 1 if step k's loss was not finite; the updates
         from that step on were skipped)."""
         self.stop.copy_to_device(np.zeros(1, np.int64))
         s0, s1 = state[0], state[1]
+        opt, lr, hyper1, hyper2, wd = optim
         c1, c2 = 1 - hyper1, 1 - hyper2
         for k in range(steps):
             ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)

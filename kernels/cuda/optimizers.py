@@ -1,6 +1,6 @@
 """The optimizer update over the whole flat device parameter buffer: one launch per step.
 
-All arrays (P,) in the flat layout (fastbp.network.param_layout). One thread per
+All arrays (P,) in the flat layout (fastbp.kernels.layout). One thread per
 parameter, the CPU's rules and rounding (kernels/optimizers.py; the GPU may fuse
 a multiply-add, so results agree to float32 rounding, not bit for bit):
 
@@ -16,10 +16,11 @@ update is then skipped, so the parameters keep the last good state.
 import functools
 import math
 
-import numpy as np
 from numba import cuda, types
 
-SGD, MOMENTUM, ADAGRAD, ADAM = 0, 1, 2, 3  # as kernels/optimizers.py
+from . import build
+
+from ..codes import ADAGRAD, MOMENTUM, SGD  # Adam is the remaining branch
 
 
 def source(NP):
@@ -52,13 +53,12 @@ def source(NP):
 
 
 def signature(NP):
-    ty = types.float32 if NP is np.float32 else types.float64
-    a = types.Array(ty, 1, "C")
-    return types.void(a, a, a, a, types.Array(types.uint8, 1, "C"), types.Array(types.int64, 1, "C"),
+    ty, a = build.scalar(NP), build.array(NP, 1)
+    return types.void(a, a, a, a, types.Array(types.uint8, 1, "C"), build.I64,
                       types.int64, ty, ty, ty, ty, ty, ty)
 
 
 @functools.lru_cache(maxsize=None)
 def update(NP):
     """Compiled; launch as [ceil(P / config.BLOCK), config.BLOCK]."""
-    return cuda.jit(signature(NP))(source(NP))
+    return build.compile(signature(NP), source(NP))

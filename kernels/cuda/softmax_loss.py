@@ -29,7 +29,7 @@ import math
 import numpy as np
 from numba import cuda, types
 
-from . import config
+from . import build, config
 
 
 @cuda.jit(device=True)
@@ -51,10 +51,6 @@ def _store_mean(losses, stop, total, n, slot):
     losses[slot] = loss
     if not math.isfinite(loss) and stop[0] == 0:
         stop[0] = slot + 1
-
-
-def _arr(NP, ndim):
-    return types.Array(types.float32 if NP is np.float32 else types.float64, ndim, "C")
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,15 +92,14 @@ def softmax_ce_source(NP, grad=True, block=None):
 
 
 def softmax_ce_signature(NP):
-    i64 = types.Array(types.int64, 1, "C")
-    return types.void(_arr(NP, 2), types.Array(types.float64, 1, "C"), _arr(NP, 2), i64,
-                      types.int64, i64)
+    return types.void(build.array(NP, 2), build.F64, build.array(NP, 2), build.I64,
+                      types.int64, build.I64)
 
 
 @functools.lru_cache(maxsize=None)
 def softmax_ce(NP, grad=True, block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
-    return cuda.jit(softmax_ce_signature(NP))(softmax_ce_source(NP, grad, block))
+    return build.compile(softmax_ce_signature(NP), softmax_ce_source(NP, grad, block))
 
 
 @functools.lru_cache(maxsize=None)
@@ -155,14 +150,14 @@ def softmax_ce_rows_source(NP, grad=True, block=None):
 
 
 def softmax_ce_rows_signature(NP):
-    return types.void(_arr(NP, 2), types.Array(types.float64, 1, "C"), _arr(NP, 2),
-                      types.Array(types.int64, 1, "C"))
+    return types.void(build.array(NP, 2), build.F64, build.array(NP, 2),
+                      build.I64)
 
 
 @functools.lru_cache(maxsize=None)
 def softmax_ce_rows(NP, grad=True, block=None):
     """Compiled; launch as [N, block or config.ROWS_BLOCK], then mean_loss."""
-    return cuda.jit(softmax_ce_rows_signature(NP))(softmax_ce_rows_source(NP, grad, block))
+    return build.compile(softmax_ce_rows_signature(NP), softmax_ce_rows_source(NP, grad, block))
 
 
 @functools.lru_cache(maxsize=None)
@@ -186,15 +181,13 @@ def mean_loss_source(block=None):
 
 
 def mean_loss_signature():
-    f64 = types.Array(types.float64, 1, "C")
-    i64 = types.Array(types.int64, 1, "C")
-    return types.void(f64, f64, types.int64, i64)
+    return types.void(build.F64, build.F64, types.int64, build.I64)
 
 
 @functools.lru_cache(maxsize=None)
 def mean_loss(block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
-    return cuda.jit(mean_loss_signature())(mean_loss_source(block))
+    return build.compile(mean_loss_signature(), mean_loss_source(block))
 
 
 def argmax_source(NP):
@@ -211,10 +204,10 @@ def argmax_source(NP):
 
 
 def argmax_signature(NP):
-    return types.void(types.Array(types.int64, 1, "C"), _arr(NP, 2))
+    return types.void(build.I64, build.array(NP, 2))
 
 
 @functools.lru_cache(maxsize=None)
 def argmax_rows(NP):
     """Compiled; launch as [ceil(N / config.BLOCK), config.BLOCK]."""
-    return cuda.jit(argmax_signature(NP))(argmax_source(NP))
+    return build.compile(argmax_signature(NP), argmax_source(NP))

@@ -6,7 +6,7 @@ import pytest
 
 from cudatest import needs_device
 import fastbp
-from fastbp.train import TrainingDiverged
+from fastbp.training import TrainingDiverged
 
 pytestmark = needs_device
 
@@ -52,7 +52,7 @@ def test_gpu_runs_are_bit_identical_and_resume_from_state(rng):
     # continue a run from its TrainState at an epoch boundary (the optimizer state comes
     # back to the host after each epoch)
     net = fastbp.Network([5, 4, 3], seed=2, device="cuda")
-    state = fastbp.train.TrainState(net, 5)
+    state = fastbp.training.TrainState(net, 5)
     for stop in (2, 4):
         fastbp.fit(net, x, t, iters=stop, batch_size=6, lr=0.05, optimizer="adam",
                    eval_data=(x[:7], t[:7]), state=state)

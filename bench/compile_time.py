@@ -4,7 +4,7 @@ Cold: a fresh, empty numba cache (NUMBA_CACHE_DIR points at a new temporary
 folder), so every kernel the step needs is compiled. Warm: the same cache again,
 so the machine code is loaded from disk. Each start is its own Python process.
 
-    python scripts/compile_time.py [--repeat 3] [--dtype float32]
+    python -m bench.compile_time [--repeat 3] [--dtype float32]
 """
 import argparse
 import os

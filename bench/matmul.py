@@ -6,7 +6,7 @@ is there (their zeros are what the loops can skip), else on random data with
 the same share of zeros. Prints median microseconds and loop/BLAS ratios;
 affine.py uses whichever family wins here.
 
-    python scripts/bench_matmul.py [--repeat 200]
+    python -m bench.matmul [--repeat 200]
 """
 import argparse
 import os

@@ -1,8 +1,8 @@
 """The GPU benchmark, one script, one run: fastbp's CUDA kernels against cuBLAS (CuPy) and
 PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and prints tables.
 
-    python scripts/bench_cuda.py [--rounds 20] [--sizes 1024 2048 4096 8192] [--out bench/results]
-    NUMBA_ENABLE_CUDASIM=1 python scripts/bench_cuda.py --smoke   # tiny sizes: checks the script runs
+    python -m bench.cuda_report [--rounds 20] [--sizes 1024 2048 4096 8192] [--out bench/results]
+    NUMBA_ENABLE_CUDASIM=1 python -m bench.cuda_report --smoke   # tiny sizes: checks the script runs
 
 1. SGEMM, float32, C = A·B at n x n x n: fastbp's naive, tiled and register-blocked kernels
    vs cuBLAS through CuPy with TF32 off (CUPY_TF32=0: full float32 multiplies, as ours).
@@ -13,7 +13,7 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
 3. 784-1024-1024-10 batch 256: one SGD step vs PyTorch CUDA eager.
 Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
 Timing: torch.cuda / numba synchronize around blocks of work, median of --rounds.
-Targets (issue #5): tiled SGEMM >= 30% of cuBLAS at 4096; the MNIST epoch faster than
+Targets: tiled SGEMM >= 30% of cuBLAS at 4096; the MNIST epoch faster than
 PyTorch eager; the large step within 2x of PyTorch.
 """
 import argparse
@@ -21,7 +21,7 @@ import datetime
 import json
 import os
 import re
-import sys
+
 import time
 
 os.environ.setdefault("CUPY_TF32", "0")  # before CuPy loads: cuBLAS in true float32
@@ -29,12 +29,14 @@ os.environ.setdefault("CUPY_TF32", "0")  # before CuPy loads: cuBLAS in true flo
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 from numba import cuda  # noqa: E402
 
 import fastbp  # noqa: E402
+from fastbp.backend import CHUNK_STEPS  # noqa: E402
+from fastbp.kernels.codes import SGD  # noqa: E402
 from fastbp.kernels.cuda import config, gemm  # noqa: E402
+from fastbp.kernels.train import Optim  # noqa: E402
 
 
 def median_time(fn, sync, rounds, inner=1):
@@ -125,17 +127,17 @@ def torch_mlp(sizes, x, t, batch, lr, seed):
 
 
 def fastbp_steps(sizes, x, t, batch, lr, seed):
-    """fastbp on the device: run(k0, n) takes n steps from batch k0 of one permutation."""
+    """fastbp on the device as fit runs it (its backend's trainer: data uploaded once, the
+    losses of each chunk of CHUNK_STEPS read back): run(k0, n) takes n SGD steps from batch
+    k0 of one permutation."""
     net = fastbp.Network(sizes, seed=seed, device="cuda")
-    dev = net._cuda.dev
-    ws = dev.workspace(batch)
-    X, T = cuda.to_device(x), cuda.to_device(t.astype(np.int64))
-    order = cuda.to_device(np.random.default_rng(seed).permutation(len(x)).astype(np.int64))
-    state = cuda.to_device(np.zeros((2, dev.params.size), x.dtype))
-    losses = cuda.device_array(max(len(x) // batch, 1), np.float64)
+    trainer = net.backend.trainer(x, t.astype(np.int64), None, batch, np.zeros((2, net.n_params), x.dtype))
+    trainer.new_epoch(np.random.default_rng(seed).permutation(len(x)).astype(np.int64))
+    optim = Optim(SGD, lr, 0.0, 0.0, 0.0)
 
     def run(k0, n):
-        dev.train_steps(ws, X, T, order, k0, n, 0, lr, 0.0, 0.0, 0.0, 0, state, losses)
+        for first in range(k0, k0 + n, CHUNK_STEPS):
+            trainer.run(first, min(CHUNK_STEPS, k0 + n - first), optim, 0)
 
     return net, run
 

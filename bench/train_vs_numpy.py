@@ -7,13 +7,13 @@ float64 weights as in the book); fastbp runs float32 with the loop compiled.
 fastbp's kernels are compiled (or loaded from cache) before the clock starts.
 Prints wall times, per-step times, the ratio and the final accuracies.
 
-    python scripts/bench_train.py [--iters 10000] [--data-dir DIR] [--repeat 1]
+    python -m bench.train_vs_numpy [--iters 10000] [--data-dir DIR] [--repeat 1]
 """
 import argparse
 import os
 import platform
 import statistics
-import sys
+
 import time
 
 import numpy as np
@@ -21,9 +21,9 @@ import numpy as np
 import fastbp
 from fastbp.datasets import load_mnist
 
+from bench import numpy_baseline
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
-import numpy_baseline  # noqa: E402
 
 SHARED = os.path.join(REPO, "..", "shared", "data", "mnist")
 

@@ -2,7 +2,7 @@
 process, per SGD step, float32, as ratios. Also backprop vs numerical gradient and
 cold/warm start. Writes bench/results/<machine>-<date>.json and a PNG bar chart.
 
-    python scripts/bench.py [--rounds 15] [--out bench/results]
+    python -m bench.report [--rounds 15] [--out bench/results]
 
 Each contender's step is built (compiled, warmed up) first; then every round times each
 contender once, back to back, while the other libraries' thread pools are cut to one
@@ -20,9 +20,9 @@ import time
 
 import numpy as np
 
+from bench import steps
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
-import steps  # noqa: E402
 
 TARGETS = {  # config -> (max fastbp / BLAS floor, min PyTorch / fastbp), from the benchmark issue
     "784-50-10 b100": (1.30, 2.5),
@@ -167,7 +167,7 @@ def main():
     print(f"TwoLayerNet(784, 50, 10) batch 100: backprop {1e3 * bp:.3f} ms, numerical gradient "
           f"{num:.2f} s: {num / bp:,.0f}x")
 
-    start = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "compile_time.py"), "--repeat", "1"],
+    start = subprocess.run([sys.executable, "-m", "bench.compile_time", "--repeat", "1"], cwd=REPO,
                            capture_output=True, text=True)
     report["start"] = start.stdout.strip().splitlines()
     print("\n".join(report["start"]))

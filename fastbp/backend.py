@@ -1,0 +1,40 @@
+"""What a Network asks of the device it runs on: one small interface, two implementations
+side by side (fastbp/cpu.py: CpuBackend, fastbp/cuda.py: CudaBackend).
+
+Network checks every argument and delegates; fit and the benchmarks use only this.
+Arrays in and out are host NumPy arrays, already checked: x (N, D0) C-contiguous in
+the network's dtype, t class ids (N,) int64 (CPU: or MSE targets (N, C)).
+
+    params            named parameters {"W1": ..., "b1": ...}; assigning uploads
+    flat_params       the whole flat buffer (the CPU's own; a read-only copy from a GPU)
+    logits(x)         (N, C) scores before softmax
+    classes(x)        (N,) predicted class ids
+    loss(x, t)        the mean loss, a float
+    loss_grad(g, x, t)  gradients into the flat host buffer g; returns the loss
+    trainer(x, t, evals, batch_size, opt_state) -> Trainer: fit's loop over one data set
+
+A Trainer runs chunks of compiled training steps:
+    new_epoch(order)  the epoch's row order (N,) int64
+    run(first, steps, optim, t0) -> (completed, losses)  steps first .. first + steps - 1
+                      of the epoch with optim (fastbp.kernels.train.Optim); t0 steps came
+                      before; stops before a step whose loss is not finite
+    accuracy(which), loss(which)   on "train" or "eval"
+    sync_state()      the optimizer state back into opt_state (a no-op on the CPU)
+"""
+from collections.abc import MutableMapping
+
+CHUNK_STEPS = 50  # steps per compiled call: enough to amortise the call, small enough for a live bar
+
+
+class NamedParams(MutableMapping):
+    """The `params` mapping of both backends: names in layout order (self._index, a dict keyed
+    by name); subclasses say what reading and assigning one does."""
+
+    def __delitem__(self, name):
+        raise TypeError("parameters cannot be deleted: they live in the network's flat buffer")
+
+    def __iter__(self):
+        return iter(self._index)
+
+    def __len__(self):
+        return len(self._index)

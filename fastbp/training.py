@@ -1,0 +1,206 @@
+"""fit: minibatch training with the whole loop over minibatches compiled.
+
+Each epoch draws one permutation of the training rows from a seeded NumPy
+Generator; the steps of the epoch then run on the network's backend (backend.py)
+in chunks (a progress bar update between chunks), never one Python round trip per
+step. Everything a run needs to continue (parameters, optimizer state, the
+Generator's state, step, history) is a TrainState; checkpoints.py saves it, at an
+epoch's end or in the middle of one (a run stopped between chunks): the epoch's
+row order is drawn again from the Generator's state at that epoch's start.
+"""
+import math
+import numbers
+import sys
+import time
+
+import numpy as np
+
+from fastbp.backend import CHUNK_STEPS
+from fastbp.checks import as_batch, as_labels, check_seed
+from fastbp.compiling import ensure_compiled
+from fastbp.kernels.codes import DEFAULT_LR, OPTIMIZER_HYPER, OPTIMIZERS
+from fastbp.kernels.train import Optim
+from fastbp.network import Network
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or Inf; the step and the last good state are in the message."""
+
+
+class TrainState:
+    """What a run needs to continue bit-identically: optimizer state, RNG, step, history."""
+
+    def __init__(self, net, seed=None):
+        self.opt_state = np.zeros((2, net.n_params), net.dtype)
+        self.rng = np.random.default_rng(seed)
+        self.step = 0
+        self.epoch = 0
+        self.epoch_rng = None  # the Generator's state before the current epoch drew its order; None between epochs
+        self.history = {"loss": [], "epoch_step": [], "epoch_loss": [], "train_acc": [],
+                        "eval_acc": [], "eval_loss": [], "epoch_seconds": []}
+
+    @property
+    def epoch_start(self):
+        """The step at which the current epoch began (== step between epochs)."""
+        ends = self.history["epoch_step"]
+        return ends[-1] if ends else 0
+
+
+def _positive_int(v, name):
+    if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1):
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+
+
+def _hyper(lr, weight_decay, optimizer):
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    if not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if not (isinstance(weight_decay, numbers.Real) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+
+
+def total_steps(n, batch_size, iters=None, epochs=None):
+    """Steps a run takes: iters, or epochs * (n // batch_size)."""
+    if iters is not None and epochs is not None:
+        raise ValueError("give iters or epochs, not both")
+    per_epoch = max(n // batch_size, 1)
+    if iters is not None:
+        return iters, per_epoch
+    return (epochs if epochs is not None else 1) * per_epoch, per_epoch
+
+
+def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimizer="sgd",
+        weight_decay=0.0, seed=None, eval_data=None, progress=None, verbose=False, state=None,
+        on_epoch=None, should_stop=None):
+    """Train `net` in place on x (N, D), t (ids or one-hot); returns the history dict.
+
+    iters or epochs (default 1 epoch) sets the length; an epoch is N // batch_size
+    steps over one fresh permutation of the rows. history: "loss" per step (the
+    minibatch loss before that step's update), and per epoch "epoch_step",
+    "epoch_loss" (the mean of that epoch's minibatch losses), "train_acc",
+    "eval_acc" and "eval_loss" (None without eval_data) and "epoch_seconds".
+    optimizer: sgd, momentum, adagrad or adam; lr None takes the optimizer's
+    default (DEFAULT_LR: 0.1, 0.01, 0.01, 0.001); weight_decay is L2 on the weights.
+    Same seed, same thread count: bit-identical parameters. `state` (a TrainState
+    from a checkpoint) continues a run; on_epoch(state) is called after each epoch.
+    progress: True/False for a tqdm bar, None for one only on a terminal.
+    verbose: print one line per epoch (loss, accuracies, eval loss, time); with it or
+    a bar, a first call that must compile the kernels says so.
+    should_stop: a function checked between chunks of steps; when it returns True, fit
+    returns early with net and state consistent at the last completed step.
+    """
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
+    if net.loss_type != "softmax_ce":
+        raise ValueError(f"fit trains loss='softmax_ce' networks; for loss={net.loss_type!r} use "
+                         f"net.gradient() and an update of your own")
+    _positive_int(iters, "iters")
+    _positive_int(epochs, "epochs")
+    _positive_int(batch_size, "batch_size")
+    if optimizer in DEFAULT_LR and lr is None:
+        lr = DEFAULT_LR[optimizer]
+    _hyper(lr, weight_decay, optimizer)
+    check_seed(seed)
+    x = as_batch(x, net.sizes[0], net.dtype, "x")
+    t = as_labels(t, x.shape[0], net.sizes[-1], "t")
+    if batch_size > x.shape[0]:
+        raise ValueError(f"batch_size {batch_size} is larger than the {x.shape[0]} training samples")
+    if eval_data is not None:
+        if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
+            raise TypeError("eval_data must be a pair (x_eval, t_eval)")
+        xe = as_batch(eval_data[0], net.sizes[0], net.dtype, "eval_data[0]")
+        te = as_labels(eval_data[1], xe.shape[0], net.sizes[-1], "eval_data[1]")
+    total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
+    state = state if state is not None else TrainState(net, seed)
+    if total < state.step:
+        raise ValueError(f"the run is already at step {state.step}; a length of {total} steps "
+                         f"would move it backwards")
+    if net.device == "cpu":
+        ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
+
+    optim = Optim(OPTIMIZERS.index(optimizer), float(lr), *OPTIMIZER_HYPER[optimizer], float(weight_decay))
+    evals = (xe, te) if eval_data is not None else None
+    steps = net.backend.trainer(x, t, evals, batch_size, state.opt_state)
+    hist = state.history
+    bar = _bar(progress, total, state.step)
+    say = _printer(bar)
+    try:
+        while state.step < total:
+            started = time.perf_counter()
+            done = state.step - state.epoch_start  # > 0: continuing an epoch stopped midway
+            if state.epoch_rng is None:
+                state.epoch_rng = state.rng.bit_generator.state
+            else:  # an epoch stopped after drawing its order: the same order, the Generator just past it
+                state.rng.bit_generator.state = state.epoch_rng
+            order = state.rng.permutation(x.shape[0]).astype(np.int64)
+            steps.new_epoch(order)
+            n_steps = min(per_epoch, total - state.epoch_start)
+            while done < n_steps:
+                if should_stop is not None and should_stop():
+                    return hist
+                chunk = min(CHUNK_STEPS, n_steps - done)
+                ran, losses = steps.run(done, chunk, optim, state.step)
+                hist["loss"].extend(losses[:ran].tolist())
+                if ran < chunk:
+                    raise TrainingDiverged(
+                        f"loss became {losses[ran]} at step {state.step + ran + 1} (epoch "
+                        f"{state.epoch + 1}); parameters hold the state before that step")
+                state.step += chunk
+                done += chunk
+                if bar is not None:
+                    bar.update(chunk)
+                    bar.set_postfix(loss=f"{losses[chunk - 1]:.4f}", refresh=False)
+            hist["epoch_loss"].append(float(np.mean(hist["loss"][state.epoch_start:])))
+            state.epoch_rng = None
+            state.epoch += 1
+            hist["epoch_step"].append(state.step)
+            hist["epoch_seconds"].append(time.perf_counter() - started)
+            hist["train_acc"].append(steps.accuracy("train"))
+            hist["eval_acc"].append(steps.accuracy("eval") if eval_data is not None else None)
+            hist["eval_loss"].append(steps.loss("eval") if eval_data is not None else None)
+            steps.sync_state()
+            if bar is not None:
+                bar.set_postfix(loss=f"{hist['epoch_loss'][-1]:.4f}", train_acc=f"{hist['train_acc'][-1]:.4f}",
+                                eval_acc=hist["eval_acc"][-1] and f"{hist['eval_acc'][-1]:.4f}")
+            if verbose:
+                say(epoch_line(state))
+            if on_epoch is not None:
+                on_epoch(state)
+    finally:
+        steps.sync_state()
+        if bar is not None:
+            bar.close()
+    return hist
+
+
+
+def _bar_wanted(progress):
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
+def _bar(progress, total, initial):
+    if not _bar_wanted(progress):
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+
+def _printer(bar):
+    """print, or tqdm.write above the bar while one is up."""
+    if bar is None:
+        return lambda msg: print(msg, flush=True)
+    from tqdm.auto import tqdm
+    return tqdm.write
+
+
+def epoch_line(state):
+    """One line for the epoch just ended: mean loss, accuracies, eval loss, time."""
+    h = state.history
+    line = (f"epoch {state.epoch:3d}  step {state.step:6d}  loss {h['epoch_loss'][-1]:.4f}  "
+            f"train acc {h['train_acc'][-1]:.4f}")
+    if h["eval_acc"][-1] is not None:
+        line += f"  eval acc {h['eval_acc'][-1]:.4f}  eval loss {h['eval_loss'][-1]:.4f}"
+    return line + f"  ({h['epoch_seconds'][-1]:.2f} s)"
+
+
+# -- checkpoints: the network, its TrainState and the run's settings in one .npz
