@@ -2,9 +2,9 @@
 
     fastbp train --dataset mnist --hidden 50 --epochs 10 --out runs/mnist
 
-Writes OUT/params.npz (Network.load reads it), OUT/metrics.json and OUT/curves.png;
-with --checkpoint-every N also OUT/checkpoint.npz every N epochs, with metrics and
-curves up to that point. Ctrl-C (SIGINT) or SIGTERM finishes the steps in flight,
+Writes OUT/params.npz (Network.load reads it), OUT/metrics.json, OUT/curves.png and
+OUT/checkpoint.npz (so --resume can extend the run); with --checkpoint-every N the
+checkpoint, metrics and curves also every N epochs. Ctrl-C (SIGINT) or SIGTERM finishes the steps in flight,
 writes all four and exits 130 or 143; `--resume --out OUT` continues any of them
 with the settings stored in the checkpoint. Errors are one line on stderr and a
 non-zero exit status, never a traceback.
@@ -354,9 +354,11 @@ def train(args):
                   f"wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz; continue with "
                   f"fastbp train --resume --out {out}", file=sys.stderr, flush=True)
             return EXIT_ON_SIGNAL[stopped.signum]
+        if saved_epoch[0] != state.epoch:  # every run can be extended with --resume
+            results.checkpoint(state)
         results.write(state, "finished")
         say(f"fastbp: test accuracy {history['eval_acc'][-1]:.4f} after {steps} steps in "
-            f"{results.seconds:.1f} s; wrote {out}/params.npz, metrics.json, curves.png")
+            f"{results.seconds:.1f} s; wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz")
         return 0
 
 

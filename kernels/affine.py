@@ -10,7 +10,7 @@ act is a code from codes.py (IDENTITY, RELU, SIGMOID). The Python layer Affine u
 
 Matrix products: np.dot inside @njit (BLAS) by default. The hand-written loops
 in matmul.py are kept and tested; at the MNIST shapes BLAS was as fast or
-faster except on sparse float64 input (see README, "Matrix products").
+faster except on sparse input at width 1024 (docs/performance.md, "Matrix products").
 """
 from numba import njit
 

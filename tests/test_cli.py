@@ -156,6 +156,17 @@ def test_resume_takes_the_stored_settings_and_names_contradictions(tmp_path, cac
     assert resumed["config"]["weight_decay"] == 0.01 and resumed["config"]["epochs"] == 4
 
 
+def test_any_finished_run_can_be_extended(tmp_path, cache):
+    common = small_run(tmp_path)
+    fastbp_cli(*common, "--epochs", "3", "--out", str(tmp_path / "whole"), cache=cache)
+    fastbp_cli(*common, "--epochs", "2", "--out", str(tmp_path / "short"), cache=cache)  # no --checkpoint-every
+    res = fastbp_cli("train", "--resume", "--out", str(tmp_path / "short"), "--epochs", "3", cache=cache)
+    assert "resuming" in res.stdout
+    a = fastbp.Network.load(tmp_path / "whole" / "params.npz")
+    b = fastbp.Network.load(tmp_path / "short" / "params.npz")
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+
+
 # -- run folders
 
 def test_default_run_folders_are_created_exclusively(tmp_path, monkeypatch):
@@ -283,4 +294,5 @@ def test_make_trains_recipe_reaches_095_on_the_shipped_sample(tmp_path, cache):
     assert "embedded sample (14000 train / 2000 test images)" in res.stdout
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["final"]["test_acc"] >= 0.95, m["final"]
-    assert res.stdout.splitlines()[-1].endswith(f"wrote {tmp_path / 'r'}/params.npz, metrics.json, curves.png")
+    assert res.stdout.splitlines()[-1].endswith(
+        f"wrote {tmp_path / 'r'}/params.npz, metrics.json, curves.png, checkpoint.npz")
