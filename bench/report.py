@@ -24,7 +24,7 @@ from bench import steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TARGETS = {  # config -> (max fastbp / BLAS floor, min PyTorch / fastbp), from the benchmark issue
+TARGETS = {  # config -> (max fastbp / BLAS floor, min PyTorch / fastbp): the speed the project aims at
     "784-50-10 b100": (1.30, 2.5),
     "784-1024-1024-10 b256": (1.10, 1.15),
 }
