@@ -11,7 +11,11 @@ from .config import CACHE, FASTMATH
 
 @njit(inline="always")
 def relu(v):
-    return v if v > 0 else v - v  # v - v: a zero of v's own type, float32 stays float32
+    # np.maximum(v, 0): NaN stays NaN, -inf becomes 0 (v - v would make it NaN);
+    # type(v)(0) is a zero of v's own type, so float32 stays float32
+    if v > 0 or v != v:
+        return v
+    return type(v)(0)
 
 
 @njit(inline="always")

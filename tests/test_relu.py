@@ -48,3 +48,13 @@ def test_relu_backward_matches_central_differences(rng, dtype, n):
 
     (num,) = central_diff(loss, [x64])
     np.testing.assert_allclose(dx, num, **NUM_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_of_infinities_and_nan_is_numpys_maximum(dtype):
+    # an overflowing product gives -inf before the ReLU: it must come out 0, as np.maximum
+    x = np.array([-np.inf, np.nan, np.inf, -1.0, 2.0, -0.0], dtype)
+    out = np.empty_like(x)
+    relu.relu_forward(out, x)
+    np.testing.assert_array_equal(out, reference.relu_forward(x))
+    assert out.dtype == dtype

@@ -20,7 +20,7 @@ def make_activations(NP):
     @cuda.jit(device=True)
     def act_apply(v, act):
         if act == RELU:
-            return v if v > zero else v - v  # as the CPU: NaN stays NaN
+            return v if v > zero or v != v else zero  # as the CPU: NaN stays NaN, -inf gives 0
         if act == SIGMOID:  # two branches so exp never overflows, as on the CPU
             if v >= zero:
                 return one / (one + math.exp(-v))
