@@ -9,6 +9,16 @@ from fastbp.checks import check_params
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
 from fastbp.kernels.train import Model, Work, train_steps
+from fastbp.sparse import SparseRows
+
+
+def _rows(x, start, stop):
+    """Rows start..stop-1 of dense x, or of SparseRows x as the kernels' Csr batch."""
+    return x.batch(start, stop) if isinstance(x, SparseRows) else x[start:stop]
+
+
+def _whole(x, backward=False):
+    return x.batch(backward=backward) if isinstance(x, SparseRows) else x
 
 
 def named_views(flat, layout):
@@ -70,10 +80,10 @@ class CpuBackend:
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         m = self.model
         for s in self._chunks(x.shape[0]):
-            xc = x[s:s + self.chunk]
-            acts, _ = self.workspace(xc.shape[0])
-            mlp.mlp_forward(acts, self.params.flat, m.offsets, m.sizes, xc, m.act)
-            out[s:s + xc.shape[0]] = lay.logits_of(acts, self.sizes, xc.shape[0])
+            n = min(self.chunk, x.shape[0] - s)
+            acts, _ = self.workspace(n)
+            mlp.mlp_forward(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n), m.act)
+            out[s:s + n] = lay.logits_of(acts, self.sizes, n)
         return out
 
     def classes(self, x):
@@ -83,29 +93,36 @@ class CpuBackend:
         # the kernel picks the loss from the targets' form: ids (N,) or MSE targets (N, C)
         total, m = 0.0, self.model
         for s in self._chunks(x.shape[0]):
-            xc, tc = x[s:s + self.chunk], t[s:s + self.chunk]
-            acts, _ = self.workspace(xc.shape[0])
-            total += xc.shape[0] * mlp.mlp_loss(acts, self.params.flat, m.offsets, m.sizes, xc, tc, m.act)
+            n = min(self.chunk, x.shape[0] - s)
+            acts, _ = self.workspace(n)
+            total += n * mlp.mlp_loss(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
+                                      t[s:s + n], m.act)
         return total / x.shape[0]
 
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
         m = self.model
-        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, x, t, m.act)
+        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, _whole(x, True), t, m.act)
 
     def trainer(self, x, t, evals, batch_size, opt_state):
         return CpuTrainer(self, x, t, evals, batch_size, opt_state)
 
 
 class CpuTrainer:
-    """The compiled loop (kernels/train.py) over host buffers; opt_state is updated in place."""
+    """The compiled loop (kernels/train.py) over host buffers; opt_state is updated in place.
+    x dense (N, D0), or SparseRows: then a minibatch is a list of its rows, never a copy."""
 
     def __init__(self, backend, x, t, evals, batch_size, opt_state):
-        self.backend, self.x, self.t, self.opt_state = backend, x, t, opt_state
+        self.backend, self.t, self.opt_state = backend, t, opt_state
+        if isinstance(x, SparseRows):  # the loop swaps each batch's rows into this Csr
+            self.x = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size))
+        else:
+            self.x = x
         self.data = {"train": (x, t), "eval": evals}
         acts, deltas = backend.workspace(batch_size)
+        xb_rows = 1 if isinstance(x, SparseRows) else batch_size  # sparse batches need no buffer
         self.work = Work(np.empty_like(backend.flat_params), acts, deltas,
-                         np.empty((batch_size, x.shape[1]), backend.dtype), np.empty(batch_size, np.int64))
+                         np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty(batch_size, np.int64))
         self.losses = np.empty(CHUNK_STEPS, np.float64)
 
     def new_epoch(self, order):

@@ -13,11 +13,12 @@ import os
 
 import numpy as np
 
-from fastbp.checks import as_batch, as_float_array, as_labels, check_seed, float_dtype
+from fastbp.checks import as_float_array, as_labels, check_seed, float_dtype
 from fastbp.cpu import CpuBackend, named_views
 from fastbp.files import atomic_savez, load_npz
 from fastbp.kernels import codes, mlp
 from fastbp.kernels import layout as lay
+from fastbp.sparse import SparseRows, as_input, check_policy
 
 DEVICES = ("cpu", "cuda")
 ACTIVATIONS = codes.HIDDEN_ACTIVATIONS
@@ -63,10 +64,14 @@ class Network:
     device: "cpu", or "cuda": parameters, gradients and workspaces live on the GPU
     (fastbp.cuda); methods still take and return host arrays. params["W1"] then
     reads a read-only host copy and assignment uploads. softmax_ce only.
+    sparse: which first layer inputs take (fastbp.sparse): "auto" (default) the
+    sparse kernels for scipy.sparse input and for dense input that is mostly zeros,
+    True always, False never. Every method (and fit) takes dense arrays and
+    scipy.sparse matrices alike. On cuda, inputs are made dense.
     """
 
     def __init__(self, sizes, activation="relu", weight_init=None, dtype="float32", seed=None,
-                 device="cpu", loss="softmax_ce"):
+                 device="cpu", loss="softmax_ce", sparse="auto"):
         self.sizes = _check_sizes(sizes)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -81,6 +86,7 @@ class Network:
         self.dtype = float_dtype(dtype)
         check_seed(seed)
         self.device = device
+        self.sparse = sparse
         self.layout = lay.param_layout(self.sizes)
         self.n_params = lay.param_count(self.layout)
         flat = np.zeros(self.n_params, self.dtype)
@@ -104,6 +110,15 @@ class Network:
                 f"dtype={self.dtype.name!r}{loss}{device}, params={self.n_params})")
 
     @property
+    def sparse(self):
+        """"auto", True or False: see the class docstring. Assignable."""
+        return self._sparse
+
+    @sparse.setter
+    def sparse(self, value):
+        self._sparse = check_policy(value)
+
+    @property
     def params(self):
         """{"W1": ..., "b1": ...}: views into the flat buffer (on cuda: read-only host copies;
         assigning uploads)."""
@@ -114,12 +129,16 @@ class Network:
         """The one buffer every parameter view points into (on cuda: a read-only host copy)."""
         return self.backend.flat_params
 
-    def _x(self, x):
-        return as_batch(x, self.sizes[0], self.dtype)
+    def as_input(self, x, name="x"):
+        """x checked (errors name it `name`) and in the form the backend takes: a dense
+        (N, D0) C-contiguous array in the network's dtype, or fastbp.sparse.SparseRows
+        when the `sparse` policy picks the sparse first layer. fit converts once with it."""
+        return as_input(x, self.sizes[0], self.dtype, self.sparse if self.device == "cpu" else False, name)
+
 
     def _xt(self, x, t):
         # class ids (N,) int64 for cross-entropy; float targets (N, C) in the net's dtype for MSE
-        xb = self._x(x)
+        xb = self.as_input(x)
         n, c = xb.shape[0], self.sizes[-1]
         if self.loss_type == "softmax_ce":
             return xb, as_labels(t, n, c)
@@ -133,7 +152,7 @@ class Network:
     # -- the book's API
     def predict(self, x):
         """Scores (logits) (N, C) for x (N, D), before softmax."""
-        return self.backend.logits(self._x(x))
+        return self.backend.logits(self.as_input(x))
 
     def loss(self, x, t):
         """The mean loss over the batch (softmax cross-entropy, or MSE for loss="mse"), a float."""
@@ -163,7 +182,7 @@ class Network:
         if not (isinstance(h, numbers.Real) and math.isfinite(h) and h > 0):
             raise ValueError(f"h must be a positive finite step, got {h!r}")
         x, t = self._xt(x, t)
-        x = x.astype(np.float64)
+        x = (x.toarray() if isinstance(x, SparseRows) else x).astype(np.float64)
         t = t if t.ndim == 1 else t.astype(np.float64)
         params = self.flat_params.astype(np.float64)
         grads = np.empty_like(params)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from fastbp.backend import CHUNK_STEPS
-from fastbp.checks import as_batch, as_labels, check_seed
+from fastbp.checks import as_labels, check_seed
 from fastbp.compiling import ensure_compiled
 from fastbp.kernels.codes import DEFAULT_LR, OPTIMIZER_HYPER, OPTIMIZERS
 from fastbp.kernels.train import Optim
@@ -72,7 +72,7 @@ def total_steps(n, batch_size, iters=None, epochs=None):
 def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimizer="sgd",
         weight_decay=0.0, seed=None, eval_data=None, progress=None, verbose=False, state=None,
         on_epoch=None, should_stop=None):
-    """Train `net` in place on x (N, D), t (ids or one-hot); returns the history dict.
+    """Train `net` in place on x (N, D) dense or scipy.sparse, t (ids or one-hot); returns the history dict.
 
     iters or epochs (default 1 epoch) sets the length; an epoch is N // batch_size
     steps over one fresh permutation of the rows. history: "loss" per step (the
@@ -101,14 +101,14 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         lr = DEFAULT_LR[optimizer]
     _hyper(lr, weight_decay, optimizer)
     check_seed(seed)
-    x = as_batch(x, net.sizes[0], net.dtype, "x")
+    x = net.as_input(x, "x")  # dense, or sparse rows (converted once per fit, not per batch)
     t = as_labels(t, x.shape[0], net.sizes[-1], "t")
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size {batch_size} is larger than the {x.shape[0]} training samples")
     if eval_data is not None:
         if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
             raise TypeError("eval_data must be a pair (x_eval, t_eval)")
-        xe = as_batch(eval_data[0], net.sizes[0], net.dtype, "eval_data[0]")
+        xe = net.as_input(eval_data[0], "eval_data[0]")
         te = as_labels(eval_data[1], xe.shape[0], net.sizes[-1], "eval_data[1]")
     total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
     state = state if state is not None else TrainState(net, seed)

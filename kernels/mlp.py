@@ -4,11 +4,13 @@ Sizes: L layers, widths sizes = (D0, D1, ..., DL) int64, N batch.
 params, grads (one flat buffer each), offsets, acts and deltas are laid out as
 layout.py defines them. Hidden layers apply `act` (a code from codes.py), the last
 gives the logits.
-x (N, D0) float. The targets pick the loss, at compile time: t (N,) int64 class
-ids -> softmax cross-entropy; t (N, DL) floats -> mean squared error on the last
-layer's output. Nothing is allocated here.
+The input picks the first layer, at compile time: x (N, D0) float dense, or a
+sparse.Csr batch of N rows (only its nonzeros are touched: sparse.py). The
+targets pick the loss, also at compile time: t (N,) int64 class ids -> softmax
+cross-entropy; t (N, DL) floats -> mean squared error on the last layer's output.
+Nothing is allocated here.
 """
-from numba import njit
+from numba import njit, types
 from numba.extending import overload
 
 from .affine import affine_forward, bias_act_backward
@@ -21,6 +23,7 @@ from .matmul import matmul_tn_blas as matmul_tn
 from .optimizers import sgd_update
 from .mse_loss import mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
+from .sparse import PARALLEL_ROWS, sparse_affine_forward, sparse_affine_forward_parallel, sparse_tn_update
 
 
 @njit(inline="always")
@@ -42,13 +45,63 @@ def _act_of(l, L, act):
     return act if l < L - 1 else IDENTITY
 
 
+# -- the first layer, dense or sparse: chosen by x's type when a kernel is compiled
+def n_rows(x):
+    """The batch size of dense or Csr x."""
+
+
+def first_forward(out, x, W, b, act):
+    """out = act(x·W + b)."""
+
+
+def first_weight_update(C, x, dz, alpha, beta):
+    """C = beta·C + alpha·xᵀ·dz (alpha 1, beta 0: dW; alpha -lr, beta 1 - lr·wd: SGD)."""
+
+
+def _is_csr(x):
+    return isinstance(x, types.BaseNamedTuple)
+
+
+@overload(n_rows)
+def _n_rows(x):
+    if _is_csr(x):
+        return lambda x: x.rows.shape[0]
+    return lambda x: x.shape[0]
+
+
+@overload(first_forward)
+def _first_forward(out, x, W, b, act):
+    if not _is_csr(x):
+        return lambda out, x, W, b, act: affine_forward(out, x, W, b, act)
+
+    def sparse(out, x, W, b, act):
+        if x.rows.shape[0] >= PARALLEL_ROWS:  # a whole-set pass: both cores
+            sparse_affine_forward_parallel(out, x, W, b, act)
+        else:
+            sparse_affine_forward(out, x, W, b, act)
+    return sparse
+
+
+@overload(first_weight_update)
+def _first_weight_update(C, x, dz, alpha, beta):
+    if _is_csr(x):
+        return lambda C, x, dz, alpha, beta: sparse_tn_update(C, x, dz, alpha, beta)
+
+    def dense(C, x, dz, alpha, beta):
+        if beta == 0 and alpha == 1:
+            matmul_tn(C, x, dz)
+        else:
+            gemm_tn_update(C, x, dz, alpha, beta)
+    return dense
+
+
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_forward(acts, params, offsets, sizes, x, act):
     # fills acts; the logits are the last block, (N, DL)
-    N = x.shape[0]
+    N = n_rows(x)
     L = sizes.shape[0] - 1
     W, b = _weights(params, offsets, sizes, 0)
-    affine_forward(_output(acts, sizes, N, 0), x, W, b, _act_of(0, L, act))
+    first_forward(_output(acts, sizes, N, 0), x, W, b, _act_of(0, L, act))
     for l in range(1, L):
         W, b = _weights(params, offsets, sizes, l)
         affine_forward(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
@@ -82,7 +135,7 @@ def mlp_loss(acts, params, offsets, sizes, x, t, act):
     # forward, then the loss; returns it
     mlp_forward(acts, params, offsets, sizes, x, act)
     L = sizes.shape[0] - 1
-    return _output_loss(_output(acts, sizes, x.shape[0], L - 1), t)
+    return _output_loss(_output(acts, sizes, n_rows(x), L - 1), t)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -91,28 +144,35 @@ def _backprop(grads, acts, deltas, params, offsets, sizes, x, act, sgd, lr, wd):
     # for dz = dout * act'(out) and db, dx = dz·Wᵀ with W as it is, then the weight product:
     # dW = inᵀ·dz into grads, or with sgd the update itself inside it (gemm_tn_update:
     # W = (1 - lr*wd)·W - lr·inᵀ·dz) and b -= lr·db. deltas ping-pongs between two halves.
-    N = x.shape[0]
+    # The first layer (its input x dense or sparse) needs no dx.
+    N = n_rows(x)
     L = sizes.shape[0] - 1
     half = deltas.shape[0] // 2
     C = sizes[L]
     dcur = deltas[:N * C].reshape((N, C))
     side = 0
-    for l in range(L - 1, -1, -1):
+    for l in range(L - 1, 0, -1):
         W, b = _weights(params, offsets, sizes, l)
         dW, db = _weights(grads, offsets, sizes, l)
         bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, l), _act_of(l, L, act))
-        inp = x if l == 0 else _output(acts, sizes, N, l - 1)
-        if l > 0:  # the first layer needs no dx
-            side = 1 - side
-            dprev = deltas[side * half:side * half + N * sizes[l]].reshape((N, sizes[l]))
-            matmul_nt(dprev, dcur, W)
+        side = 1 - side
+        dprev = deltas[side * half:side * half + N * sizes[l]].reshape((N, sizes[l]))
+        matmul_nt(dprev, dcur, W)
+        inp = _output(acts, sizes, N, l - 1)
         if sgd:
             gemm_tn_update(W, inp, dcur, -lr, 1.0 - lr * wd)
             sgd_update(b, db, lr, 0.0)
         else:
             matmul_tn(dW, inp, dcur)
-        if l > 0:
-            dcur = dprev
+        dcur = dprev
+    W, b = _weights(params, offsets, sizes, 0)
+    dW, db = _weights(grads, offsets, sizes, 0)
+    bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, 0), _act_of(0, L, act))
+    if sgd:
+        first_weight_update(W, x, dcur, -lr, 1.0 - lr * wd)
+        sgd_update(b, db, lr, 0.0)
+    else:
+        first_weight_update(dW, x, dcur, 1.0, 0.0)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -132,7 +192,7 @@ def mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, x, act, lr, wd
 def mlp_loss_dy(acts, deltas, params, offsets, sizes, x, t, act):
     # forward, then the loss and d loss / d output into deltas[:N * DL]: all a backward
     # pass needs; returns the loss
-    N = x.shape[0]
+    N = n_rows(x)
     L = sizes.shape[0] - 1
     mlp_forward(acts, params, offsets, sizes, x, act)
     dy = deltas[:N * sizes[L]].reshape((N, sizes[L]))

@@ -2,9 +2,10 @@
 
 Sizes as in mlp.py. x (N, D0) and t (N,) are the whole training set, order (N,)
 int64 this epoch's shuffled row order. Step k of a call uses rows
-order[(first + k) * B : (first + k + 1) * B]: they are gathered into the
-contiguous batch buffers xb (B, D0), tb (B,), then the forward pass and the
-loss (mlp_loss_dy). The loss of each step goes to losses[k]; a non-finite loss stops the call
+order[(first + k) * B : (first + k + 1) * B]: dense x's are gathered into the
+contiguous batch buffers xb (B, D0), tb (B,); for a sparse x (a sparse.Csr over
+the whole set) the batch is those rows of it, no copy, and only tb is gathered.
+Then the forward pass and the loss (mlp_loss_dy). The loss of each step goes to losses[k]; a non-finite loss stops the call
 there, before that step's update; the number of steps completed is returned.
 Then the backward pass and the update: for SGD fused (mlp_backward_sgd: each W
 is updated inside its gradient's BLAS product), for the other optimizers the
@@ -14,10 +15,12 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
 from .codes import SGD
 from .config import CACHE, FASTMATH
-from .mlp import mlp_backward, mlp_backward_sgd, mlp_loss_dy
+from .mlp import _is_csr, mlp_backward, mlp_backward_sgd, mlp_loss_dy
+from .sparse import Csr
 from .optimizers import optimizer_step
 
 # The loop's settings, as three values instead of a row of positionals:
@@ -25,6 +28,7 @@ Model = namedtuple("Model", "offsets sizes act")           # the flat layout (la
 Optim = namedtuple("Optim", "opt lr hyper1 hyper2 wd")     # codes.py's optimizer code and its numbers
 Work = namedtuple("Work", "grads acts deltas xb tb")       # the step's buffers: grads like params,
                                                            # acts/deltas (layout.py), batch (B, D0), (B,)
+                                                           # (xb is not used for a sparse x)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -39,6 +43,25 @@ def gather_batch(xb, tb, x, t, rows):
         tb[i] = t[r]
 
 
+def batch(xb, tb, x, t, rows):
+    """The minibatch of `rows` as the forward pass takes it; fills tb (and xb for dense x)."""
+
+
+@overload(batch)
+def _batch(xb, tb, x, t, rows):
+    if _is_csr(x):
+        def sparse(xb, tb, x, t, rows):
+            for i in range(rows.shape[0]):
+                tb[i] = t[rows[i]]
+            return Csr(x.indptr, x.indices, x.data, rows, x.work)
+        return sparse
+
+    def dense(xb, tb, x, t, rows):
+        gather_batch(xb, tb, x, t, rows)
+        return xb
+    return dense
+
+
 @njit(cache=CACHE, fastmath=FASTMATH)
 def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0, losses):
     # state (2, P): the optimizer's buffers. t0: the optimizer's step count before this call
@@ -46,17 +69,17 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
     grads, acts, deltas, xb, tb = work
     offsets, sizes, act = model
     opt, lr, hyper1, hyper2, wd = optim
-    B = xb.shape[0]
+    B = tb.shape[0]
     for k in range(steps):
         start = (first + k) * B
-        gather_batch(xb, tb, x, t, order[start:start + B])
-        loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xb, tb, act)
+        xk = batch(xb, tb, x, t, order[start:start + B])
+        loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, tb, act)
         losses[k] = loss
         if not np.isfinite(loss):
             return k
         if opt == SGD:
-            mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, xb, act, lr, wd)
+            mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, xk, act, lr, wd)
         else:
-            mlp_backward(grads, acts, deltas, params, offsets, sizes, xb, act)
+            mlp_backward(grads, acts, deltas, params, offsets, sizes, xk, act)
             optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
     return steps

@@ -1,0 +1,166 @@
+"""Sparse input: scipy.sparse matrices, and dense arrays that are mostly zeros.
+
+Such inputs go to the sparse first layer (fastbp/kernels/sparse.py), which touches
+only the nonzeros. A Network's `sparse` setting picks the path for every input:
+
+    "auto"  scipy.sparse input sparse; dense input sparse when at most AUTO_DENSITY
+            of its entries are nonzero (where the sparse kernels are the faster,
+            measured: docs/performance.md, "Sparse inputs")
+    True    always sparse (dense input is converted)
+    False   always dense (sparse input is expanded with toarray())
+
+Sparse input is checked whole before any kernel sees it (shape, index ranges,
+finite values; a hand-built CSR with indices out of range is a ValueError, not a
+crash), converted once to CSR with duplicates summed, in the network's dtype, and
+never modified: the caller's matrix is left as it was.
+"""
+import numpy as np
+import scipy.sparse as sp
+
+from fastbp.checks import as_batch, float_dtype
+from fastbp.kernels.sparse import Csr, TnWork
+
+POLICIES = ("auto", True, False)
+AUTO_DENSITY = 0.3  # dense input at most this fraction nonzero takes the sparse path under "auto"
+
+
+def check_policy(sparse, name="sparse"):
+    if not any(sparse is p or (isinstance(sparse, str) and sparse == p) for p in POLICIES):
+        raise ValueError(f"{name} must be 'auto', True or False, got {sparse!r}")
+    return sparse
+
+
+class SparseRows:
+    """A checked CSR matrix in the kernels' form: indptr (N+1,) int64, indices (nnz,) int32,
+    data (nnz,) in the network's dtype; n_cols columns. batch() and take() give rows of it
+    as the kernels' Csr value (no copy of the matrix), with backward scratch if asked."""
+
+    def __init__(self, indptr, indices, data, n_cols):
+        self.indptr, self.indices, self.data = indptr, indices, data
+        self.shape = (indptr.shape[0] - 1, n_cols)
+        self.dtype = data.dtype
+        self._work = None
+
+    @property
+    def nnz(self):
+        return int(self.indptr[-1])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def batch(self, start=0, stop=None, backward=False):
+        """Rows start..stop-1 as a Csr; backward: with scratch for the weight gradient."""
+        stop = self.shape[0] if stop is None else min(stop, self.shape[0])
+        cap = int(self.indptr[stop] - self.indptr[start]) if backward else 0
+        return self.take(np.arange(start, stop, dtype=np.int64), cap)
+
+    def take(self, rows, cap=0):
+        """The Csr of these rows ((n,) int64, each in range) with backward scratch for
+        batches of up to `cap` nonzeros (0: a forward pass only)."""
+        return Csr(self.indptr, self.indices, self.data, rows, self.work(cap))
+
+    def max_batch_nnz(self, batch_size):
+        """The most nonzeros any batch_size rows hold together."""
+        lengths = np.diff(self.indptr)
+        return int(np.sort(lengths)[-batch_size:].sum())
+
+    def work(self, cap):
+        """sparse_tn_update's scratch (kernels/sparse.py) for up to cap nonzeros, kept and
+        grown as needed; its count array is all zeros between kernel calls."""
+        if cap == 0:
+            return TnWork(*_NO_WORK[:3], _NO_WORK[3].astype(self.dtype))
+        if self._work is None or self._work.ti.shape[0] < cap:
+            n = self.shape[1]
+            self._work = TnWork(np.zeros(n, np.int64), np.empty(n, np.int64),
+                                np.empty(cap, np.int64), np.empty(cap, self.dtype))
+        return self._work
+
+    def tocsr(self):
+        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=self.shape)
+
+    def toarray(self):
+        return self.tocsr().toarray()
+
+    def __repr__(self):
+        return f"SparseRows({self.shape[0]}x{self.shape[1]}, nnz={self.nnz}, {self.dtype})"
+
+
+_NO_WORK = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+
+def _check_pointers(indptr, n_major, n_indices, name):
+    if indptr.ndim != 1 or indptr.shape[0] != n_major + 1:
+        raise ValueError(f"{name}: indptr must have {n_major + 1} entries, got shape {indptr.shape}")
+    if indptr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: indptr must hold integers, got dtype {indptr.dtype}")
+    if indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] > n_indices:
+        raise ValueError(f"{name}: indptr must start at 0, never decrease and end at most at "
+                         f"the {n_indices} stored entries")
+
+
+def _check_indices(indices, n, what, name):
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"{name}: {what} indices must be integers, got dtype {indices.dtype}")
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise ValueError(f"{name}: {what} indices must be in [0, {n}), got values from "
+                         f"{indices.min()} to {indices.max()}")
+
+
+def _check_structure(x, name):
+    """The index arrays of a CSR, CSC or COO matrix are in range (scipy's own conversions
+    trust them; a hand-built matrix may not)."""
+    n_rows, n_cols = x.shape
+    if x.format in ("csr", "csc"):
+        major, minor = (n_rows, n_cols) if x.format == "csr" else (n_cols, n_rows)
+        _check_pointers(x.indptr, major, x.indices.shape[0], name)
+        if x.data.shape[0] < x.indptr[-1]:
+            raise ValueError(f"{name}: data holds {x.data.shape[0]} values, indptr names {x.indptr[-1]}")
+        _check_indices(x.indices[:x.indptr[-1]], minor, "column" if x.format == "csr" else "row", name)
+    elif x.format == "coo":
+        row, col = x.coords if hasattr(x, "coords") else (x.row, x.col)
+        if not (row.shape == col.shape == x.data.shape):
+            raise ValueError(f"{name}: row, col and data must have one length each")
+        _check_indices(row, n_rows, "row", name)
+        _check_indices(col, n_cols, "column", name)
+
+
+def as_sparse_rows(x, n_features, dtype, name="x"):
+    """A scipy.sparse matrix (any format) as SparseRows of shape (N >= 1, n_features) in dtype."""
+    dtype = float_dtype(dtype)
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (N, {n_features}), got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one sample, got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold integers or floats, got dtype {x.dtype}")
+    _check_structure(x, name)
+    csr = sp.csr_matrix(x, dtype=dtype, copy=True)  # a private copy: summing duplicates sorts in place
+    csr.sum_duplicates()
+    if not np.isfinite(csr.data).all():
+        raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or Inf"
+                         + (" (or values too large for float32)" if dtype == np.float32 else ""))
+    return SparseRows(csr.indptr.astype(np.int64), csr.indices.astype(np.int32),
+                      np.ascontiguousarray(csr.data), n_features)
+
+
+def density(x):
+    """The fraction of nonzero entries of a dense array."""
+    return np.count_nonzero(x) / x.size if x.size else 0.0
+
+
+def as_input(x, n_features, dtype, sparse="auto", name="x"):
+    """x checked for a network with n_features inputs: a C-contiguous dense array, or
+    SparseRows when `sparse` (see the module's docstring) says the sparse path."""
+    if isinstance(x, SparseRows):  # already checked (fit passes its data on)
+        if x.shape[1] != n_features or x.dtype != dtype:
+            raise ValueError(f"{name} must be ({x.shape[0]}, {n_features}) {np.dtype(dtype).name}, got "
+                             f"{x.shape} {x.dtype}")
+        return x if sparse is not False else x.toarray()
+    if sp.issparse(x):
+        rows = as_sparse_rows(x, n_features, dtype, name)
+        return rows if sparse is not False else rows.toarray()
+    arr = as_batch(x, n_features, dtype, name)
+    if sparse is True or (sparse == "auto" and density(arr) <= AUTO_DENSITY):
+        csr = sp.csr_matrix(arr)
+        return SparseRows(csr.indptr.astype(np.int64), csr.indices.astype(np.int32), csr.data, n_features)
+    return arr

@@ -1,0 +1,182 @@
+"""Explicit SIMD for the sparse kernels: 64-byte vectors kept in registers.
+
+A numba loop that adds v * W[j, :] into an output row keeps the row in memory:
+every nonzero waits on the previous one's stores, and runtime alias checks sit in
+the loop. Here a Vec value is an LLVM vector (<16 x float>, <8 x double>) that numba
+keeps in a register, and the loads, stores and fused multiply-adds are LLVM's own
+instructions (llvm.masked.load/store, llvm.fma), emitted through
+numba.extending.intrinsic. LLVM splits the 64-byte vectors on machines without
+AVX-512 (two AVX2 registers, four SSE ones): the code stays portable.
+
+Every load and store is masked with a lane count n (lanes >= n are neither read
+nor written, so a row's tail needs no padding and nothing past an array is
+touched). Indices are flat element indices into a C-contiguous array; like every
+kernel here nothing is bounds-checked: callers keep start + n within the array.
+
+    lanes(a)                     lanes per vector of a's dtype: 16 for float32, 8 for float64
+    vload(a, start, n)           a.flat[start:start + n] as a vector, zeros in the other lanes
+    vstore(a, start, v, n)       the first n lanes of v into a.flat[start:start + n]
+    vzero(a)                     a vector of zeros of a's dtype
+    vfma(s, v, acc)              acc + s * v, the scalar s broadcast, one rounding (llvm.fma)
+    vadd(u, v)                   u + v
+    vmul(s, v)                   s * v, the scalar broadcast
+"""
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model, overload
+
+VECTOR_BYTES = 64
+
+
+class Vec(types.Type):
+    """A register-sized vector of `lanes` floats of `dtype` (a numba float type)."""
+
+    def __init__(self, dtype, lanes):
+        self.dtype, self.lanes = dtype, lanes
+        super().__init__(name=f"Vec({dtype} x {lanes})")
+
+
+@register_model(Vec)
+class VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
+
+
+def _vec_of(dtype):
+    return Vec(dtype, VECTOR_BYTES // (dtype.bitwidth // 8))
+
+
+def _llvm_name(vec):
+    return f"v{vec.lanes}f{vec.dtype.bitwidth}"
+
+
+def _splat(builder, value, lanes):
+    vty = ir.VectorType(value.type, lanes)
+    v = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+def _mask(builder, lanes, n):
+    # <lanes x i1>: lane k is on when k < n
+    i64 = ir.IntType(64)
+    lane = ir.Constant(ir.VectorType(i64, lanes), [ir.Constant(i64, k) for k in range(lanes)])
+    return builder.icmp_signed("<", lane, _splat(builder, n, lanes))
+
+
+def _element_pointer(context, builder, arrty, arr, start, startty):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return builder.gep(ary.data, [context.cast(builder, start, startty, types.int64)])
+
+
+def _check_array(a):
+    if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(a.dtype, types.Float)):
+        raise TypeError(f"simd: a C-contiguous float array is needed, got {a}")
+
+
+def lanes(a):
+    """Lanes per vector for an array's (or a dtype's) float type."""
+    return VECTOR_BYTES // np.dtype(getattr(a, "dtype", a)).itemsize
+
+
+@overload(lanes)
+def _lanes_for(a):
+    n = VECTOR_BYTES // (a.dtype.bitwidth // 8)  # a compile-time constant inside a kernel
+    return lambda a: n
+
+
+@intrinsic
+def vload(typingctx, a, start, n):
+    _check_array(a)
+    vec = _vec_of(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        vty = context.get_value_type(vec)
+        mask = _mask(builder, vec.lanes, context.cast(builder, args[2], sig.args[2], types.int64))
+        fnty = ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{_llvm_name(vec)}.p0")
+        align = ir.Constant(ir.IntType(32), vec.dtype.bitwidth // 8)
+        return builder.call(fn, [ptr, align, mask, ir.Constant(vty, None)])
+
+    return vec(a, start, n), codegen
+
+
+@intrinsic
+def vstore(typingctx, a, start, v, n):
+    _check_array(a)
+    if not (isinstance(v, Vec) and v.dtype == a.dtype):
+        raise TypeError(f"vstore: a vector of {a.dtype} is needed, got {v}")
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        vty = context.get_value_type(v)
+        n = context.cast(builder, args[3], sig.args[3], types.int64)
+        align = v.dtype.bitwidth // 8
+        # a whole vector: a plain store (masked stores are slow on some CPUs, Zen 4 among them)
+        full = builder.icmp_signed(">=", n, ir.Constant(n.type, v.lanes))
+        with builder.if_else(full) as (whole, part):
+            with whole:
+                builder.store(args[2], builder.bitcast(ptr, vty.as_pointer()), align=align)
+            with part:
+                mask = _mask(builder, v.lanes, n)
+                fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
+                fn = cgutils.get_or_insert_function(builder.module, fnty,
+                                                    f"llvm.masked.store.{_llvm_name(v)}.p0")
+                builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), align), mask])
+        return context.get_dummy_value()
+
+    return types.none(a, start, v, n), codegen
+
+
+@intrinsic
+def vzero(typingctx, a):
+    _check_array(a)
+    vec = _vec_of(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(vec), None)
+
+    return vec(a), codegen
+
+
+def _scalar_as(context, builder, value, fromty, vec):
+    return _splat(builder, context.cast(builder, value, fromty, vec.dtype), vec.lanes)
+
+
+@intrinsic
+def vfma(typingctx, s, v, acc):
+    if not (isinstance(v, Vec) and acc == v and isinstance(s, (types.Float, types.Integer))):
+        raise TypeError(f"vfma: (scalar, vector, vector of the same type) needed, got ({s}, {v}, {acc})")
+
+    def codegen(context, builder, sig, args):
+        vty = context.get_value_type(v)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                            f"llvm.fma.{_llvm_name(v)}")
+        return builder.call(fn, [_scalar_as(context, builder, args[0], sig.args[0], v), args[1], args[2]])
+
+    return v(s, v, acc), codegen
+
+
+@intrinsic
+def vadd(typingctx, u, v):
+    if not (isinstance(u, Vec) and u == v):
+        raise TypeError(f"vadd: two vectors of one type needed, got ({u}, {v})")
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return v(u, v), codegen
+
+
+@intrinsic
+def vmul(typingctx, s, v):
+    if not (isinstance(v, Vec) and isinstance(s, (types.Float, types.Integer))):
+        raise TypeError(f"vmul: (scalar, vector) needed, got ({s}, {v})")
+
+    def codegen(context, builder, sig, args):
+        return builder.fmul(_scalar_as(context, builder, args[0], sig.args[0], v), args[1])
+
+    return v(s, v), codegen
