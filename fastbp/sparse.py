@@ -134,7 +134,8 @@ def as_sparse_rows(x, n_features, dtype, name="x"):
     if x.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold integers or floats, got dtype {x.dtype}")
     _check_structure(x, name)
-    csr = sp.csr_matrix(x, dtype=dtype, copy=True)  # a private copy: summing duplicates sorts in place
+    with np.errstate(over="ignore"):  # a float32 overflow is refused just below
+        csr = sp.csr_matrix(x, dtype=dtype, copy=True)  # a private copy: summing duplicates sorts in place
     csr.sum_duplicates()
     if not np.isfinite(csr.data).all():
         raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or Inf"

@@ -78,7 +78,7 @@ def _check_array(a):
 
 def lanes(a):
     """Lanes per vector for an array's (or a dtype's) float type."""
-    return VECTOR_BYTES // np.dtype(getattr(a, "dtype", a)).itemsize
+    return VECTOR_BYTES // (a.dtype if isinstance(a, np.ndarray) else np.dtype(a)).itemsize
 
 
 @overload(lanes)

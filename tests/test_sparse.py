@@ -1,0 +1,222 @@
+"""The sparse first layer (kernels/sparse.py) against the dense NumPy reference, and sparse
+input through Network and fit against the same network on the same data made dense."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import fastbp
+from conftest import DTYPES, NUM_TOL, assert_near
+from fastbp.kernels import reference, simd
+from fastbp.kernels.sparse import (PARALLEL_ROWS, sparse_affine_forward, sparse_affine_forward_parallel,
+                                   sparse_tn_update)
+from fastbp.sparse import AUTO_DENSITY, SparseRows, as_sparse_rows
+
+DENSITIES = [0.0, 0.005, 0.05, 0.2, 0.5, 1.0]
+# (N, D, M): batch 1, width 1, one input, widths around the 16/64-lane vector blocks, MNIST
+SHAPES = [(1, 1, 1), (1, 7, 1), (5, 1, 3), (9, 13, 16), (7, 40, 17), (6, 30, 64), (4, 20, 65),
+          (3, 11, 130), (100, 784, 50)]
+
+
+def sparse_matrix(rng, n, d, density, dtype):
+    x = rng.standard_normal((n, d)) * (rng.random((n, d)) < density)
+    return x.astype(dtype)
+
+
+def rows_of(x, dtype, rows=None, backward=True):
+    """x (dense) as the kernels' Csr, rows (default all) picked from it."""
+    r = as_sparse_rows(sp.csr_matrix(x), x.shape[1], dtype)
+    rows = np.arange(x.shape[0], dtype=np.int64) if rows is None else rows
+    return r.take(rows, r.nnz if backward else 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("density", DENSITIES)
+@pytest.mark.parametrize("N,D,M", SHAPES)
+def test_forward_and_weight_update_match_the_dense_reference(rng, dtype, density, N, D, M):
+    x = sparse_matrix(rng, N, D, density, dtype)
+    W = (rng.standard_normal((D, M)) / np.sqrt(D)).astype(dtype)
+    b = rng.standard_normal(M).astype(dtype)
+    csr = rows_of(x, dtype)
+    for act in range(3):
+        out = np.full((N, M), np.nan, dtype)
+        sparse_affine_forward(out, csr, W, b, act)
+        assert_near(out, reference.affine_forward(x, W, b, ("identity", "relu", "sigmoid")[act]), dtype)
+    dz = rng.standard_normal((N, M)).astype(dtype)
+    for alpha, beta in ((1.0, 0.0), (-0.1, 1.0), (-0.1, 0.99), (0.5, 2.0)):
+        C = rng.standard_normal((D, M)).astype(dtype)
+        want = reference.gemm_tn_update(C.astype(np.float64), x.astype(np.float64), dz, alpha, beta)
+        before = (csr.indptr.copy(), csr.indices.copy(), csr.data.copy())
+        sparse_tn_update(C, csr, dz, alpha, beta)
+        assert_near(C, want.astype(dtype), dtype)
+        assert not csr.work.count.any()  # the scratch is left as the next call needs it
+        for a, k in zip(before, (csr.indptr, csr.indices, csr.data)):
+            np.testing.assert_array_equal(a, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rows_picked_from_the_matrix_with_repeats_and_empty_and_full_rows(rng, dtype):
+    x = sparse_matrix(rng, 30, 70, 0.1, dtype)
+    x[3] = 0                                   # an all-zero row
+    x[5] = rng.standard_normal(70)             # a full row
+    x[:, 11] = 0                               # an all-zero column
+    rows = np.array([5, 3, 3, 29, 0, 5, 17], np.int64)  # any order, repeats
+    W = rng.standard_normal((70, 21)).astype(dtype)
+    b = rng.standard_normal(21).astype(dtype)
+    out = np.empty((7, 21), dtype)
+    sparse_affine_forward(out, rows_of(x, dtype, rows), W, b, 1)
+    assert_near(out, reference.affine_forward(x[rows], W, b, "relu"), dtype)
+    dz = rng.standard_normal((7, 21)).astype(dtype)
+    C = W.copy()
+    sparse_tn_update(C, rows_of(x, dtype, rows), dz, -0.3, 1.0)
+    assert_near(C, W - 0.3 * x[rows].T.astype(np.float64) @ dz, dtype)
+    assert (C[11] == W[11]).all()  # a row no nonzero names is not touched at all
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_parallel_forward_is_the_one_thread_forward(rng, dtype):
+    x = sparse_matrix(rng, PARALLEL_ROWS + 77, 50, 0.1, dtype)
+    W = rng.standard_normal((50, 33)).astype(dtype)
+    b = rng.standard_normal(33).astype(dtype)
+    one, many = np.empty((x.shape[0], 33), dtype), np.empty((x.shape[0], 33), dtype)
+    sparse_affine_forward(one, rows_of(x, dtype), W, b, 2)
+    sparse_affine_forward_parallel(many, rows_of(x, dtype), W, b, 2)
+    np.testing.assert_array_equal(one, many)  # the same row code, rows only split between threads
+
+
+def test_vector_width_is_64_bytes():
+    assert simd.lanes(np.float32) == 16 and simd.lanes(np.zeros(3)) == 8
+
+
+# -- Network and fit: sparse input against the same data dense
+FORMATS = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "coo": sp.coo_matrix, "csr_array": sp.csr_array}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("sizes", [[40, 17, 5], [1, 1, 2], [40, 65, 9, 3]])
+def test_network_on_sparse_input_is_the_network_on_dense(rng, dtype, fmt, sizes):
+    x = sparse_matrix(rng, 23, sizes[0], 0.15, np.float64)
+    t = rng.integers(0, sizes[-1], 23)
+    dense = fastbp.Network(sizes, seed=3, dtype=dtype, sparse=False)
+    sparse = fastbp.Network(sizes, seed=3, dtype=dtype, sparse=True)
+    for net in (dense, sparse):  # biases off 0: an all-zero row would sit on ReLU's kink
+        net.params["b1"] = np.linspace(-0.5, 0.7, sizes[1])
+    xs = FORMATS[fmt](x)
+    assert_near(sparse.predict(xs), dense.predict(x), dtype)
+    assert sparse.loss(xs, t) == pytest.approx(dense.loss(x, t), rel=NUM_TOL[dtype]["rtol"])
+    assert sparse.accuracy(xs, t) == dense.accuracy(x, t)
+    gs, gd = sparse.gradient(xs, t), dense.gradient(x, t)
+    for k in gd:
+        assert_near(gs[k], gd[k], dtype)
+    # and against central differences of the float64 function
+    num = sparse.numerical_gradient(xs, t, h=1e-6)
+    for k in gd:
+        np.testing.assert_allclose(gs[k], num[k], **NUM_TOL[dtype])
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_unsorted_and_duplicate_indices_are_summed_and_the_callers_matrix_untouched(rng, index_dtype):
+    # row 0: column 3 twice (1.5 + 0.5) and columns out of order; row 1 empty; row 2: column 0
+    data = np.array([1.5, 2.0, 0.5, -1.0, 4.0])
+    indices = np.array([3, 1, 3, 5, 0], index_dtype)
+    indptr = np.array([0, 4, 4, 5], index_dtype)
+    xs = sp.csr_matrix((data, indices, indptr), shape=(3, 6))
+    kept = (xs.data.copy(), xs.indices.copy(), xs.indptr.copy())
+    dense = np.zeros((3, 6))
+    dense[0, 3], dense[0, 1], dense[0, 5], dense[2, 0] = 2.0, 2.0, -1.0, 4.0
+    net = fastbp.Network([6, 4, 2], seed=0, dtype="float64", sparse=True)
+    np.testing.assert_allclose(net.predict(xs), fastbp.Network([6, 4, 2], seed=0, dtype="float64",
+                                                               sparse=False).predict(dense), rtol=1e-12)
+    for a, b in zip(kept, (xs.data, xs.indices, xs.indptr)):
+        np.testing.assert_array_equal(a, b)
+    assert not xs.has_sorted_indices
+
+
+@pytest.mark.parametrize("layout", ["fortran", "strided"])
+def test_dense_input_in_any_layout_takes_the_sparse_path_alike(rng, layout):
+    x = sparse_matrix(rng, 20, 30, 0.1, np.float32)
+    xl = np.asfortranarray(x) if layout == "fortran" else np.repeat(x, 2, axis=1)[:, ::2]
+    assert not xl.flags.c_contiguous
+    net = fastbp.Network([30, 8, 4], seed=1, sparse=True)
+    np.testing.assert_array_equal(net.predict(xl), net.predict(x))
+    assert isinstance(net.as_input(xl), SparseRows)
+
+
+def test_auto_policy_follows_the_density(rng):
+    net = fastbp.Network([50, 8, 4], seed=1)
+    assert net.sparse == "auto"
+    thin = sparse_matrix(rng, 10, 50, AUTO_DENSITY / 3, np.float32)
+    thick = rng.standard_normal((10, 50)).astype(np.float32)
+    assert isinstance(net.as_input(thin), SparseRows)
+    assert isinstance(net.as_input(thick), np.ndarray)
+    assert isinstance(net.as_input(sp.csr_matrix(thick)), SparseRows)  # scipy input stays sparse
+    net.sparse = False
+    assert isinstance(net.as_input(sp.csr_matrix(thin)), np.ndarray)
+    with pytest.raises(ValueError, match="sparse must be"):
+        net.sparse = "yes"
+    with pytest.raises(ValueError, match="sparse must be"):
+        fastbp.Network([5, 2], sparse=1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer,wd", [("sgd", 0.0), ("sgd", 0.01), ("adam", 0.01), ("momentum", 0.0)])
+def test_fit_on_sparse_input_trains_as_on_dense(rng, dtype, optimizer, wd):
+    x = sparse_matrix(rng, 300, 60, 0.1, np.float64)
+    t = (x[:, :5].sum(axis=1) > 0).astype(np.int64) + 2 * (x[:, 5:10].sum(axis=1) > 0)
+    nets = [fastbp.Network([60, 24, 4], seed=2, dtype=dtype, sparse=s) for s in (False, True)]
+    hists = [fastbp.fit(net, xi, t, epochs=4, batch_size=16, optimizer=optimizer, weight_decay=wd, seed=5,
+                        eval_data=(xi[:50], t[:50]))
+             for net, xi in zip(nets, (x, sp.csr_matrix(x)))]
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(hists[1]["loss"], hists[0]["loss"], **tol)
+    np.testing.assert_allclose(nets[1].flat_params, nets[0].flat_params, **tol)
+    assert hists[1]["train_acc"] == hists[0]["train_acc"]
+    assert hists[1]["train_acc"][-1] > 0.5  # it learns: the largest class is ~0.35
+
+
+# -- bad sparse input: a ValueError or TypeError naming the argument, before any kernel runs
+def hand_built_csr(indices, indptr=(0, 2, 3), data=(1.0, 2.0, 3.0), shape=(2, 5)):
+    # scipy checks little when built this way; the kernels would read out of bounds
+    m = sp.csr_matrix(shape)
+    m.data, m.indices, m.indptr = np.array(data), np.array(indices), np.array(indptr)
+    return m
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda: sp.csr_matrix(np.ones((3, 4))), r"x must have shape \(N, 5\)"),
+    (lambda: sp.csr_matrix((0, 5)), "at least one sample"),
+    (lambda: sp.csr_matrix(np.array([[0, np.nan, 0, 0, 1.0]])), "finite"),
+    (lambda: sp.csr_matrix(np.array([[0, 1e39, 0, 0, 1.0]])), "too large for float32"),
+    (lambda: hand_built_csr([0, 5, 1]), r"column indices must be in \[0, 5\)"),
+    (lambda: hand_built_csr([0, -1, 1]), r"column indices must be in \[0, 5\)"),
+    (lambda: hand_built_csr([0, 1, 1], indptr=(0, 2, 9)), "indptr"),
+    (lambda: hand_built_csr([0, 1, 1], indptr=(0, 2)), "indptr must have 3 entries"),
+    (lambda: sp.coo_matrix((np.ones(2), (np.array([0, 7]), np.array([0, 1]))), shape=(8, 5)).tocsr()[:2],
+     None),  # a valid slice: no error
+])
+def test_bad_sparse_input_is_refused_with_the_argument_named(bad, match):
+    net = fastbp.Network([5, 3, 2], seed=0)
+    x = bad()
+    t = np.zeros(x.shape[0], np.int64)
+    if match is None:
+        net.predict(x)
+        return
+    for call in (lambda: net.predict(x), lambda: net.gradient(x, t),
+                 lambda: fastbp.fit(net, x, t, batch_size=1)):
+        with pytest.raises(ValueError, match=match):
+            call()
+    with pytest.raises(ValueError, match="eval_data\\[0\\]"):
+        fastbp.fit(net, np.zeros((2, 5)), [0, 1], batch_size=1, eval_data=(x, t))
+
+
+def test_coo_with_indices_out_of_range_is_refused():
+    m = sp.coo_matrix((np.ones(2), (np.array([0, 1]), np.array([0, 1]))), shape=(2, 5))
+    m.col[1] = 9  # as a hand-built matrix may hold
+    with pytest.raises(ValueError, match=r"x: column indices must be in \[0, 5\)"):
+        fastbp.Network([5, 3, 2]).predict(m)
+
+
+def test_non_numeric_sparse_input_is_a_type_error():
+    m = sp.csr_matrix(np.ones((2, 5), dtype=np.complex128))
+    with pytest.raises(TypeError, match="x must hold integers or floats"):
+        fastbp.Network([5, 3, 2]).predict(m)
