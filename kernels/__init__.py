@@ -11,6 +11,8 @@ every signature and are written in place, nothing is allocated in the hot path.
     sigmoid       1/(1+exp(-x)) forward; y(1-y) backward
     softmax_loss  softmax + cross-entropy (log-sum-exp) forward and backward
     mse_loss      mean squared error forward and backward
+    sparse        the first layer on sparse (CSR) input: forward, and xᵀ·dz with SGD fused
+    simd          explicit SIMD vectors (LLVM intrinsics) for the sparse kernels
     mlp           a whole multi-layer perceptron over one flat parameter buffer
     optimizers    SGD, Momentum, AdaGrad, Adam over the flat buffer
     train         the compiled minibatch loop: gather, forward, backward, update

@@ -23,7 +23,7 @@ from .matmul import matmul_tn_blas as matmul_tn
 from .optimizers import sgd_update
 from .mse_loss import mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
-from .sparse import PARALLEL_ROWS, sparse_affine_forward, sparse_affine_forward_parallel, sparse_tn_update
+from .sparse import sparse_affine_forward, sparse_tn_update
 
 
 @njit(inline="always")
@@ -71,15 +71,9 @@ def _n_rows(x):
 
 @overload(first_forward)
 def _first_forward(out, x, W, b, act):
-    if not _is_csr(x):
-        return lambda out, x, W, b, act: affine_forward(out, x, W, b, act)
-
-    def sparse(out, x, W, b, act):
-        if x.rows.shape[0] >= PARALLEL_ROWS:  # a whole-set pass: both cores
-            sparse_affine_forward_parallel(out, x, W, b, act)
-        else:
-            sparse_affine_forward(out, x, W, b, act)
-    return sparse
+    if _is_csr(x):
+        return lambda out, x, W, b, act: sparse_affine_forward(out, x, W, b, act)
+    return lambda out, x, W, b, act: affine_forward(out, x, W, b, act)
 
 
 @overload(first_weight_update)

@@ -22,7 +22,7 @@ kernels to float rounding. reference.py's dense products are the referee.
 """
 from collections import namedtuple
 
-from numba import njit, prange
+from numba import njit
 
 from .affine import _act
 from .config import CACHE, FASTMATH
@@ -31,8 +31,6 @@ from .simd import lanes, vadd, vfma, vload, vmul, vstore, vzero
 Csr = namedtuple("Csr", "indptr indices data rows work")
 TnWork = namedtuple("TnWork", "count cols ti tv")  # sparse_tn_update's scratch; see _transpose
 
-PARALLEL_ROWS = 512  # whole-set passes of at least this many rows split rows between threads
-ROW_BLOCK = 64  # rows a thread takes at a time
 
 
 @njit(inline="always")
@@ -44,8 +42,7 @@ def _counts(M, c0, L):
 
 @njit(inline="always")
 def _row_forward(out, i, indptr, indices, data, rows, W, b, act):
-    # out[i, :] = act(x[rows[i], :]·W + b); x's fields one by one (a parallel loop
-    # cannot take the nested tuple)
+    # out[i, :] = act(x[rows[i], :]·W + b)
     M = out.shape[1]
     L = lanes(out)
     r = rows[i]
@@ -79,19 +76,11 @@ def _row_forward(out, i, indptr, indices, data, rows, W, b, act):
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def sparse_affine_forward(out, x, W, b, act):
-    # out (N, M) = act(x·W + b), x a Csr batch of N rows, one thread
+    # out (N, M) = act(x·W + b), x a Csr batch of N rows. One thread: split between
+    # numba's threads, whole-set passes were no faster on 2 cores and stalled for ms where
+    # OpenBLAS's threads spin between calls (docs/performance.md, "Sparse inputs")
     for i in range(x.rows.shape[0]):
         _row_forward(out, i, x.indptr, x.indices, x.data, x.rows, W, b, act)
-
-
-@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
-def sparse_affine_forward_parallel(out, x, W, b, act):
-    # the same, rows in blocks of ROW_BLOCK handed out to the threads (each writes its own rows)
-    indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
-    N = rows.shape[0]
-    for k in prange((N + ROW_BLOCK - 1) // ROW_BLOCK):
-        for i in range(k * ROW_BLOCK, min((k + 1) * ROW_BLOCK, N)):
-            _row_forward(out, i, indptr, indices, data, rows, W, b, act)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -161,3 +150,27 @@ def _transpose(count, cols, ti, tv, x):
             tv[q] = x.data[p]
             count[j] = q + 1
     return nc
+
+
+@njit(cache=CACHE)
+def dense_row_counts(counts, x):
+    # counts (N,) int64: the nonzeros of each row of x (N, D)
+    for i in range(x.shape[0]):
+        c = 0
+        for j in range(x.shape[1]):
+            c += x[i, j] != 0
+        counts[i] = c
+
+
+@njit(cache=CACHE)
+def dense_to_csr(indices, data, indptr, x):
+    # x (N, D) into CSR: indptr (N+1,) already the running sums of dense_row_counts;
+    # fills indices (nnz,) int32 and data (nnz,) in column order
+    for i in range(x.shape[0]):
+        q = indptr[i]
+        for j in range(x.shape[1]):
+            v = x[i, j]
+            if v != 0:
+                indices[q] = j
+                data[q] = v
+                q += 1

@@ -7,8 +7,7 @@ import scipy.sparse as sp
 import fastbp
 from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.kernels import reference, simd
-from fastbp.kernels.sparse import (PARALLEL_ROWS, sparse_affine_forward, sparse_affine_forward_parallel,
-                                   sparse_tn_update)
+from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import AUTO_DENSITY, SparseRows, as_sparse_rows
 
 DENSITIES = [0.0, 0.005, 0.05, 0.2, 0.5, 1.0]
@@ -70,17 +69,6 @@ def test_rows_picked_from_the_matrix_with_repeats_and_empty_and_full_rows(rng, d
     sparse_tn_update(C, rows_of(x, dtype, rows), dz, -0.3, 1.0)
     assert_near(C, W - 0.3 * x[rows].T.astype(np.float64) @ dz, dtype)
     assert (C[11] == W[11]).all()  # a row no nonzero names is not touched at all
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_parallel_forward_is_the_one_thread_forward(rng, dtype):
-    x = sparse_matrix(rng, PARALLEL_ROWS + 77, 50, 0.1, dtype)
-    W = rng.standard_normal((50, 33)).astype(dtype)
-    b = rng.standard_normal(33).astype(dtype)
-    one, many = np.empty((x.shape[0], 33), dtype), np.empty((x.shape[0], 33), dtype)
-    sparse_affine_forward(one, rows_of(x, dtype), W, b, 2)
-    sparse_affine_forward_parallel(many, rows_of(x, dtype), W, b, 2)
-    np.testing.assert_array_equal(one, many)  # the same row code, rows only split between threads
 
 
 def test_vector_width_is_64_bytes():

@@ -1,0 +1,224 @@
+"""Sparse inputs, side by side in one process: the sparse first layer against the dense
+products it replaces, where the two cross over, and whole training runs against what
+users would pick instead. Contenders alternate round by round; medians are reported.
+
+    first-layer   MNIST batches (100 x 784 -> 50, float32, the real images): forward
+                  x·W1 + b + ReLU, and dW1 + SGD, sparse kernels vs the dense BLAS ones
+    crossover     the same two per step on random inputs at densities 1%..60%: where
+                  sparse stops being faster (fastbp.sparse.AUTO_DENSITY comes from here)
+    recipe        the seed's ch05 recipe (784-50-10, SGD lr 0.1, batch 100, --epochs over
+                  the shared MNIST images, train and test accuracy every epoch):
+                  fastbp sparse, fastbp dense, the book's NumPy TwoLayerNet and
+                  scikit-learn's MLPClassifier (same settings, epoch by epoch with
+                  warm_start and score), then fastbp and scikit-learn without accuracy passes
+    text          bag-of-words rows (--text-rows x 20,000 at 0.5%, seeded), a 20000-50-2
+                  network, one epoch sparse against fastbp's own dense path (dense timed
+                  on the first 5,000 rows and scaled: the whole set dense is 8 GB)
+
+    python -m bench.sparse [--rounds 5] [--epochs 42] [--text-rows 100000] [--only NAME ...]
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+import fastbp
+from fastbp.datasets import load_mnist
+from fastbp.kernels.affine import affine_forward
+from fastbp.kernels.codes import RELU
+from fastbp.kernels.matmul import gemm_tn_update
+from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
+from fastbp.sparse import as_sparse_rows
+
+from bench import numpy_baseline
+
+SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
+
+
+@njit
+def dense_sgd(W, x, dz, lr):
+    gemm_tn_update(W, x, dz, -lr, 1.0)
+
+
+def per_call_us(f, calls):
+    start = time.perf_counter()
+    for _ in range(calls):
+        f()
+    return 1e6 * (time.perf_counter() - start) / calls
+
+
+def interleaved(contenders, rounds, calls):
+    """{name: median us per call}, each contender timed once per round, in turn."""
+    times = {k: [] for k in contenders}
+    for f in contenders.values():
+        f()
+    for _ in range(rounds):
+        for k, f in contenders.items():
+            times[k].append(per_call_us(f, calls))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def first_layer(x, rounds, label):
+    """Forward and dW1+SGD on 100-row batches of x (N, 784) float32: {name: us}."""
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
+    xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
+    batch, xb = xs.take(rows, xs.max_batch_nnz(100)), np.ascontiguousarray(x[rows])
+    W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
+    b = np.zeros(50, np.float32)
+    dz = rng.standard_normal((100, 50)).astype(np.float32)
+    out = np.empty((100, 50), np.float32)
+    t = interleaved({
+        "forward sparse": lambda: sparse_affine_forward(out, batch, W, b, RELU),
+        "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
+        "dW1+SGD sparse": lambda: sparse_tn_update(W, batch, dz, -1e-4, 1.0),
+        "dW1+SGD dense": lambda: dense_sgd(W, xb, dz, 1e-4),
+    }, rounds, 200)
+    print(f"{label}: density {np.count_nonzero(x) / x.size:.3f}, "
+          f"{(batch.indptr[rows + 1] - batch.indptr[rows]).sum()} nonzeros in the batch")
+    for part in ("forward", "dW1+SGD"):
+        s, d = t[f"{part} sparse"], t[f"{part} dense"]
+        print(f"  {part:8} sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
+    return t
+
+
+def crossover(rounds):
+    rng = np.random.default_rng(1)
+    print("crossover (random 2000 x 784 inputs, batch 100 -> 50; forward + dW1+SGD per step):")
+    for density in (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6):
+        x = (rng.random((2000, 784)) * (rng.random((2000, 784)) < density)).astype(np.float32)
+        with open(os.devnull, "w") as quiet, _stdout(quiet):
+            t = first_layer(x, rounds, "")
+        s = t["forward sparse"] + t["dW1+SGD sparse"]
+        d = t["forward dense"] + t["dW1+SGD dense"]
+        print(f"  density {density:4.2f}: sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
+
+
+class _stdout:
+    def __init__(self, to):
+        self.to = to
+
+    def __enter__(self):
+        import sys
+        self.keep, sys.stdout = sys.stdout, self.to
+
+    def __exit__(self, *exc):
+        import sys
+        sys.stdout = self.keep
+
+
+def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True):
+    net = fastbp.TwoLayerNet(784, 50, 10, seed=0, sparse=sparse)
+    start = time.perf_counter()
+    if evals:
+        fastbp.fit(net, x, t, epochs=epochs, batch_size=100, lr=0.1, seed=0, eval_data=(xt, tt), progress=False)
+    else:  # no test set: fit still measures the train accuracy once per epoch
+        fastbp.fit(net, x, t, epochs=epochs, batch_size=100, lr=0.1, seed=0, progress=False)
+    return time.perf_counter() - start, net.accuracy(xt, tt)
+
+
+def sklearn_recipe(x, t, xt, tt, epochs, evals=True):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    clf = MLPClassifier(hidden_layer_sizes=(50,), solver="sgd", learning_rate_init=0.1, momentum=0.0,
+                        nesterovs_momentum=False, batch_size=100, alpha=0.0, random_state=0,
+                        max_iter=1 if evals else epochs, warm_start=evals, shuffle=True, tol=0.0,
+                        n_iter_no_change=10 ** 9)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        if evals:
+            for _ in range(epochs):
+                clf.fit(x, t)
+                clf.score(x, t), clf.score(xt, tt)
+        else:
+            clf.fit(x, t)
+    return time.perf_counter() - start, clf.score(xt, tt)
+
+
+def recipe(data, epochs, repeat):
+    (x, t), (xt, tt) = data
+    fastbp_recipe(x[:300], t[:300], xt[:10], tt[:10], 1, True)  # compile outside the clock
+    fastbp_recipe(x[:300], t[:300], xt[:10], tt[:10], 1, False)
+    runs = {"fastbp sparse": lambda: fastbp_recipe(x, t, xt, tt, epochs, True),
+            "fastbp dense": lambda: fastbp_recipe(x, t, xt, tt, epochs, False),
+            "numpy (book)": lambda: _numpy(x, t, xt, tt, epochs)}
+    try:
+        import sklearn  # noqa: F401
+        runs["scikit-learn"] = lambda: sklearn_recipe(x, t, xt, tt, epochs)
+        runs["fastbp sparse, no eval_data"] = lambda: fastbp_recipe(x, t, xt, tt, epochs, True, False)
+        runs["scikit-learn, no scores"] = lambda: sklearn_recipe(x, t, xt, tt, epochs, False)
+    except ImportError:
+        print("  (scikit-learn is not installed: pip install scikit-learn)")
+    res = {k: [] for k in runs}
+    for _ in range(repeat):
+        for k, f in runs.items():
+            res[k].append(f())
+    med = {k: statistics.median(s for s, _ in v) for k, v in res.items()}
+    print(f"recipe: {len(x)} train / {len(xt)} test images, {epochs} epochs of {len(x) // 100} steps, "
+          f"median of {repeat}")
+    for k in runs:
+        print(f"  {k:24} {med[k]:7.2f} s  test acc {res[k][-1][1]:.4f}  "
+              f"x{med[k] / med['fastbp sparse' if ', no' not in k else 'fastbp sparse, no eval_data']:.2f} "
+              f"the time of fastbp sparse")
+    return med
+
+
+def _numpy(x, t, xt, tt, epochs):
+    start = time.perf_counter()
+    _, accs = numpy_baseline.train(x, t, xt, tt, iters=epochs * (len(x) // 100), seed=0, report=None)
+    return time.perf_counter() - start, accs[-1][1]
+
+
+def text(rows):
+    rng = np.random.default_rng(7)
+    D, density = 20000, 0.005
+    x = sp.random(rows, D, density=density, format="csr", dtype=np.float32, random_state=rng,
+                  data_rvs=lambda n: rng.integers(1, 4, n).astype(np.float32))  # word counts 1-3
+    signal = rng.standard_normal(D).astype(np.float32)
+    t = (x @ signal > 0).astype(np.int64)
+    def epoch(xi, ti, sparse):
+        net = fastbp.Network([D, 50, 2], seed=0, sparse=sparse)
+        fastbp.fit(net, xi[:200], ti[:200], batch_size=100)  # compile outside the clock
+        start = time.perf_counter()
+        h = fastbp.fit(net, xi, ti, epochs=1, batch_size=100, lr=0.1, seed=0, progress=False)
+        return time.perf_counter() - start, h["train_acc"][-1]
+    s, acc = epoch(x, t, True)
+    part = 5000
+    d, _ = epoch(x[:part].toarray(), t[:part], False)
+    d_scaled = d * rows / part
+    print(f"text: {rows} x {D} at {density:.1%} ({x.nnz} nonzeros), 20000-50-2, one epoch:")
+    print(f"  sparse {s:7.2f} s (train acc {acc:.3f})  dense {d_scaled:7.2f} s (scaled from {part} rows: "
+          f"{d:.2f} s)  dense/sparse {d_scaled / s:6.1f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=42)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--text-rows", type=int, default=100000)
+    ap.add_argument("--data-dir", default=SHARED)
+    ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "recipe", "text"])
+    args = ap.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
+    data = load_mnist(root=args.data_dir, download=False)
+    if "first-layer" in args.only:
+        first_layer(data[0][0], args.rounds, "first layer, MNIST")
+    if "crossover" in args.only:
+        crossover(args.rounds)
+    if "recipe" in args.only:
+        recipe(data, args.epochs, args.repeat)
+    if "text" in args.only:
+        text(args.text_rows)
+
+
+if __name__ == "__main__":
+    main()
