@@ -26,24 +26,17 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
-
 import fastbp
 from fastbp.datasets import load_mnist
 from fastbp.kernels.affine import affine_forward
 from fastbp.kernels.codes import RELU
-from fastbp.kernels.matmul import gemm_tn_update
 from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import as_sparse_rows
 
 from bench import numpy_baseline
+from bench.steps import sgd_product
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
-
-
-@njit
-def dense_sgd(W, x, dz, lr):
-    gemm_tn_update(W, x, dz, -lr, 1.0)
 
 
 def per_call_us(f, calls):
@@ -64,8 +57,8 @@ def interleaved(contenders, rounds, calls):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def first_layer(x, rounds, label):
-    """Forward and dW1+SGD on 100-row batches of x (N, 784) float32: {name: us}."""
+def first_layer(x, rounds):
+    """Forward and dW1+SGD on a 100-row batch of x (N, 784) float32: ({name: us}, batch nonzeros)."""
     rng = np.random.default_rng(0)
     rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
@@ -77,15 +70,18 @@ def first_layer(x, rounds, label):
     t = interleaved({
         "forward sparse": lambda: sparse_affine_forward(out, batch, W, b, RELU),
         "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
-        "dW1+SGD sparse": lambda: sparse_tn_update(W, batch, dz, -1e-4, 1.0),
-        "dW1+SGD dense": lambda: dense_sgd(W, xb, dz, 1e-4),
+        "dW1+SGD sparse": lambda: sparse_tn_update(W, batch, dz, -1e-30, 1.0),
+        "dW1+SGD dense": lambda: sgd_product(W, xb, dz),  # the same -1e-30 step
     }, rounds, 200)
-    print(f"{label}: density {np.count_nonzero(x) / x.size:.3f}, "
-          f"{(batch.indptr[rows + 1] - batch.indptr[rows]).sum()} nonzeros in the batch")
+    return t, int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
+
+
+def mnist_first_layer(x, rounds):
+    t, nnz = first_layer(x, rounds)
+    print(f"first layer, MNIST: density {np.count_nonzero(x) / x.size:.3f}, {nnz} nonzeros in the batch")
     for part in ("forward", "dW1+SGD"):
         s, d = t[f"{part} sparse"], t[f"{part} dense"]
         print(f"  {part:8} sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
-    return t
 
 
 def crossover(rounds):
@@ -93,24 +89,10 @@ def crossover(rounds):
     print("crossover (random 2000 x 784 inputs, batch 100 -> 50; forward + dW1+SGD per step):")
     for density in (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6):
         x = (rng.random((2000, 784)) * (rng.random((2000, 784)) < density)).astype(np.float32)
-        with open(os.devnull, "w") as quiet, _stdout(quiet):
-            t = first_layer(x, rounds, "")
+        t, _ = first_layer(x, rounds)
         s = t["forward sparse"] + t["dW1+SGD sparse"]
         d = t["forward dense"] + t["dW1+SGD dense"]
         print(f"  density {density:4.2f}: sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
-
-
-class _stdout:
-    def __init__(self, to):
-        self.to = to
-
-    def __enter__(self):
-        import sys
-        self.keep, sys.stdout = sys.stdout, self.to
-
-    def __exit__(self, *exc):
-        import sys
-        sys.stdout = self.keep
 
 
 def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True):
@@ -211,7 +193,7 @@ def main():
           f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
     data = load_mnist(root=args.data_dir, download=False)
     if "first-layer" in args.only:
-        first_layer(data[0][0], args.rounds, "first layer, MNIST")
+        mnist_first_layer(data[0][0], args.rounds)
     if "crossover" in args.only:
         crossover(args.rounds)
     if "recipe" in args.only:

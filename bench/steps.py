@@ -125,7 +125,7 @@ def make_torch(sizes, batch, lr=0.1):
 
 
 @njit
-def _sgd_product(W, x, dz):
+def sgd_product(W, x, dz):
     gemm_tn_update(W, x, dz, -1e-30, 1.0)  # nonzero: BLAS skips the product when alpha is 0
 
 
@@ -157,7 +157,7 @@ def fastbp_breakdown(sizes, batch, repeat=200):
         pieces[f"layer {l + 1} act'+db pass"] = (lambda l=l, gb=gb: affine.bias_act_backward(d[l + 1], gb, d[l + 1], hs[l + 1], act(l)))
         # SGD runs fused: W = W - lr·xᵀ·dz in the product itself (lr 1e-30 here: W stays as it is)
         pieces[f"layer {l + 1} W -= lr·xᵀ·dz (BLAS)"] = (
-            lambda l=l: _sgd_product(p[f"W{l + 1}"], hs[l], d[l + 1]))
+            lambda l=l: sgd_product(p[f"W{l + 1}"], hs[l], d[l + 1]))
         if l > 0:
             pieces[f"layer {l + 1} dz·Wᵀ (BLAS)"] = (lambda l=l: matmul.matmul_nt_blas(d[l], d[l + 1], p[f"W{l + 1}"]))
     pieces["SGD update of the biases"] = lambda: [optimizers.sgd_update(p[f"b{l + 1}"], g[f"b{l + 1}"], 0.0, 0.0)

@@ -115,12 +115,11 @@ class CpuTrainer:
     def __init__(self, backend, x, t, evals, batch_size, opt_state):
         self.backend, self.t, self.opt_state = backend, t, opt_state
         if isinstance(x, SparseRows):  # the loop swaps each batch's rows into this Csr
-            self.x = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size))
-        else:
-            self.x = x
+            self.x, xb_rows = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), 1
+        else:  # dense batches are gathered into a (batch_size, D0) buffer
+            self.x, xb_rows = x, batch_size
         self.data = {"train": (x, t), "eval": evals}
         acts, deltas = backend.workspace(batch_size)
-        xb_rows = 1 if isinstance(x, SparseRows) else batch_size  # sparse batches need no buffer
         self.work = Work(np.empty_like(backend.flat_params), acts, deltas,
                          np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty(batch_size, np.int64))
         self.losses = np.empty(CHUNK_STEPS, np.float64)

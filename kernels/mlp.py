@@ -10,7 +10,7 @@ targets pick the loss, also at compile time: t (N,) int64 class ids -> softmax
 cross-entropy; t (N, DL) floats -> mean squared error on the last layer's output.
 Nothing is allocated here.
 """
-from numba import njit, types
+from numba import njit
 from numba.extending import overload
 
 from .affine import affine_forward, bias_act_backward
@@ -23,7 +23,7 @@ from .matmul import matmul_tn_blas as matmul_tn
 from .optimizers import sgd_update
 from .mse_loss import mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
-from .sparse import sparse_affine_forward, sparse_tn_update
+from .sparse import is_csr, sparse_affine_forward, sparse_tn_update
 
 
 @njit(inline="always")
@@ -58,27 +58,23 @@ def first_weight_update(C, x, dz, alpha, beta):
     """C = beta·C + alpha·xᵀ·dz (alpha 1, beta 0: dW; alpha -lr, beta 1 - lr·wd: SGD)."""
 
 
-def _is_csr(x):
-    return isinstance(x, types.BaseNamedTuple)
-
-
 @overload(n_rows)
 def _n_rows(x):
-    if _is_csr(x):
+    if is_csr(x):
         return lambda x: x.rows.shape[0]
     return lambda x: x.shape[0]
 
 
 @overload(first_forward)
 def _first_forward(out, x, W, b, act):
-    if _is_csr(x):
+    if is_csr(x):
         return lambda out, x, W, b, act: sparse_affine_forward(out, x, W, b, act)
     return lambda out, x, W, b, act: affine_forward(out, x, W, b, act)
 
 
 @overload(first_weight_update)
 def _first_weight_update(C, x, dz, alpha, beta):
-    if _is_csr(x):
+    if is_csr(x):
         return lambda C, x, dz, alpha, beta: sparse_tn_update(C, x, dz, alpha, beta)
 
     def dense(C, x, dz, alpha, beta):

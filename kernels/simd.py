@@ -113,19 +113,10 @@ def vstore(typingctx, a, start, v, n):
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         vty = context.get_value_type(v)
-        n = context.cast(builder, args[3], sig.args[3], types.int64)
-        align = v.dtype.bitwidth // 8
-        # a whole vector: a plain store (masked stores are slow on some CPUs, Zen 4 among them)
-        full = builder.icmp_signed(">=", n, ir.Constant(n.type, v.lanes))
-        with builder.if_else(full) as (whole, part):
-            with whole:
-                builder.store(args[2], builder.bitcast(ptr, vty.as_pointer()), align=align)
-            with part:
-                mask = _mask(builder, v.lanes, n)
-                fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
-                fn = cgutils.get_or_insert_function(builder.module, fnty,
-                                                    f"llvm.masked.store.{_llvm_name(v)}.p0")
-                builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), align), mask])
+        mask = _mask(builder, v.lanes, context.cast(builder, args[3], sig.args[3], types.int64))
+        fnty = ir.FunctionType(ir.VoidType(), [vty, ptr.type, ir.IntType(32), mask.type])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.{_llvm_name(v)}.p0")
+        builder.call(fn, [args[2], ptr, ir.Constant(ir.IntType(32), v.dtype.bitwidth // 8), mask])
         return context.get_dummy_value()
 
     return types.none(a, start, v, n), codegen

@@ -22,13 +22,20 @@ kernels to float rounding. reference.py's dense products are the referee.
 """
 from collections import namedtuple
 
-from numba import njit
+from numba import njit, types
 
 from .affine import _act
 from .config import CACHE, FASTMATH
 from .simd import lanes, vadd, vfma, vload, vmul, vstore, vzero
 
 Csr = namedtuple("Csr", "indptr indices data rows work")
+
+
+def is_csr(x):
+    """At compile time (in an overload): is the numba type x a Csr batch (else a dense array)?"""
+    return isinstance(x, types.BaseNamedTuple)
+
+
 TnWork = namedtuple("TnWork", "count cols ti tv")  # sparse_tn_update's scratch; see _transpose
 
 

@@ -19,8 +19,8 @@ from numba.extending import overload
 
 from .codes import SGD
 from .config import CACHE, FASTMATH
-from .mlp import _is_csr, mlp_backward, mlp_backward_sgd, mlp_loss_dy
-from .sparse import Csr
+from .mlp import mlp_backward, mlp_backward_sgd, mlp_loss_dy
+from .sparse import Csr, is_csr
 from .optimizers import optimizer_step
 
 # The loop's settings, as three values instead of a row of positionals:
@@ -49,7 +49,7 @@ def batch(xb, tb, x, t, rows):
 
 @overload(batch)
 def _batch(xb, tb, x, t, rows):
-    if _is_csr(x):
+    if is_csr(x):
         def sparse(xb, tb, x, t, rows):
             for i in range(rows.shape[0]):
                 tb[i] = t[rows[i]]
