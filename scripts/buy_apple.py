@@ -1,8 +1,8 @@
-"""The seeds' buy-apple graph with MulLayer: forward the price, backward its derivatives.
+"""The book's buy-apple graph (ch. 5) with MulLayer: forward the price, backward its derivatives.
 
-Seed 003 (100 won x 2 apples, 10% tax) prints 220.00000000000003, then
-price: 220, dApple: 2.2, dApple_num: 110, dTax: 200. Seed 001 uses 200 won x 5
-and gets 1100 with derivatives 5.5, 220, 1000.
+100 won x 2 apples with 10% tax prints 220.00000000000003, then
+price: 220, dApple: 2.2, dApple_num: 110, dTax: 200. 200 won x 5 gives
+1100 with derivatives 5.5, 220, 1000.
 """
 from fastbp.layers import MulLayer
 

@@ -1,6 +1,6 @@
-"""The seeds' buy-apple-orange graph: two MulLayers, an AddLayer, the tax MulLayer.
+"""The book's buy-apple-orange graph (ch. 5): two MulLayers, an AddLayer, the tax MulLayer.
 
-Seed 003 prints 715.0000000000001, then price: 715, dApple: 2.2,
+It prints 715.0000000000001, then price: 715, dApple: 2.2,
 dApple_num: 110, dOrange: 3.3000000000000003, dOrange_num: 165, dTax: 650.
 """
 from fastbp.layers import AddLayer, MulLayer

@@ -1,4 +1,4 @@
-"""Seed 003's hand-derived 2-2-2 network, trained three ways side by side.
+"""A hand-derived 2-2-2 network, trained three ways side by side.
 
 The network: x (2,) -> sigmoid(x·w1) -> sigmoid(z1·w2) = y (2,), no biases, mean
 squared error against t = (0.2, 0.1), plain gradient descent. The three ways:
@@ -41,7 +41,7 @@ def mse(y, t):
 
 
 def seed_step(x, t, w1, w2, lr):
-    """One step of seed 003's loop: its formulas as written, w1 then w2 updated in place."""
+    """One step of the hand-derived loop: its formulas as written, w1 then w2 updated in place."""
     z1 = sigmoid(np.dot(x, w1))
     y = sigmoid(np.dot(z1, w2))
 

@@ -48,7 +48,7 @@ def test_seed_buy_apple_and_orange():
     price = (apple * apple_num + orange * orange_num) * tax
     g.forward()
     g.backward(price)
-    # seed 003 prints 715.0000000000001, 2.2, 110, 3.3000000000000003, 165, 650
+    # the book's apple-orange example prints 715.0000000000001, 2.2, 110, 3.3000000000000003, 165, 650
     assert repr(price.value) == "715.0000000000001"
     assert (apple.grad, int(apple_num.grad), repr(orange.grad), int(orange_num.grad), tax.grad) == \
         (2.2, 110, "3.3000000000000003", 165, 650)

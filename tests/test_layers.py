@@ -16,21 +16,21 @@ def buy_apple(apple, apple_num, tax):
     return price, dapple, dapple_num, dtax
 
 
-def test_buy_apple_seed_003():
-    # seed 003 prints: 220.00000000000003, then price: 220, dApple: 2.2, dApple_num: 110, dTax: 200
+def test_buy_apple_prints_the_books_numbers():
+    # the book's example prints: 220.00000000000003, then price: 220, dApple: 2.2, dApple_num: 110, dTax: 200
     price, dapple, dapple_num, dtax = buy_apple(100, 2, 1.1)
     assert repr(price) == "220.00000000000003"
     assert (int(price), dapple, int(dapple_num), dtax) == (220, 2.2, 110, 200)
 
 
-def test_buy_candy_seed_001():
-    # seed 001: 200 won x 5, tax 1.1 -> 1100; d price = 5.5, d count = 220, d tax = 1000
+def test_buy_five_apples_at_200_won():
+    # 200 won x 5, tax 1.1 -> 1100; d price = 5.5, d count = 220, d tax = 1000
     price, dapple, dapple_num, dtax = buy_apple(200, 5, 1.1)
     assert price == pytest.approx(1100)
     assert (dapple, dapple_num, dtax) == (5.5, pytest.approx(220), 1000)
 
 
-def test_buy_apple_orange_seed_003():
+def test_buy_apple_orange_prints_the_books_numbers():
     apple, apple_num, orange, orange_num, tax = 100, 2, 150, 3, 1.1
     mul_apple, mul_orange, add, mul_tax = MulLayer(), MulLayer(), AddLayer(), MulLayer()
     apple_price = mul_apple.forward(apple, apple_num)
@@ -41,7 +41,7 @@ def test_buy_apple_orange_seed_003():
     dapple_price, dorange_price = add.backward(dall_price)
     dorange, dorange_num = mul_orange.backward(dorange_price)
     dapple, dapple_num = mul_apple.backward(dapple_price)
-    # seed 003 prints 715.0000000000001, dApple 2.2, 110, dOrange 3.3000000000000003, 165, dTax 650
+    # the book's example prints 715.0000000000001, dApple 2.2, 110, dOrange 3.3000000000000003, 165, dTax 650
     assert repr(price) == "715.0000000000001"
     assert (dapple, int(dapple_num), repr(dorange), int(dorange_num), dtax) == \
         (2.2, 110, "3.3000000000000003", 165, 650)

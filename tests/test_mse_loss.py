@@ -25,8 +25,9 @@ def test_kernel_matches_reference_and_central_differences(rng, dtype, N, C):
         np.testing.assert_allclose(fused, num, **NUM_TOL[dtype])
 
 
-def test_seed_003_loss_value():
-    # seed 003's first printed line: prediction [0.57035173 0.61051125], targets (0.2, 0.1),
+def test_mse_of_the_hand_derived_networks_first_step():
+    # the first step of the hand-derived 2-2-2 network (scripts/manual_backprop.py):
+    # prediction [0.57035173 0.61051125], targets (0.2, 0.1),
     # loss 0.19889106944011697 = mean((y - t)**2)
     y = np.array([[0.57035173, 0.61051125]])
     assert mse_loss.mse_loss_forward(y, np.array([[0.2, 0.1]])) == pytest.approx(0.19889106944011697,

@@ -19,15 +19,15 @@ def run(script, *args):
     return res.stdout.splitlines()
 
 
-def test_buy_apple_prints_the_seed_numbers():
-    # seed 003, In [4] and In [5]; then seed 001's 200 won x 5 (its comment: 5.5 220 1000)
+def test_buy_apple_prints_the_books_numbers():
+    # the book's 100 won x 2 apples, then 200 won x 5 (derivatives 5.5 220 1000)
     assert run("buy_apple.py") == [
         "220.00000000000003", "price: 220", "dApple: 2.2", "dApple_num: 110", "dTax: 200",
         "1100.0", "5.5 220.00000000000003 1000"]
 
 
-def test_buy_apple_orange_prints_the_seed_numbers():
-    # seed 003, In [9] and In [10]
+def test_buy_apple_orange_prints_the_books_numbers():
+    # the book's apple-orange example
     assert run("buy_apple_orange.py") == [
         "715.0000000000001", "price: 715", "dApple: 2.2", "dApple_num: 110",
         "dOrange: 3.3000000000000003", "dOrange_num: 165", "dTax: 650"]
