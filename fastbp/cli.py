@@ -28,8 +28,11 @@ EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's
 RUN_DEFAULTS = {"dataset": "mnist", "data_dir": None, "download": None, "hidden": [50],
                 "activation": "relu", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
                 "optimizer": "sgd", "weight_decay": 0.0, "dtype": "float32", "device": "cpu",
-                "seed": 0, "checkpoint_every": None}
+                "seed": 0, "checkpoint_every": None, "sparse": "auto"}
 DEFAULT_EPOCHS = 10
+# --sparse as the Network's `sparse` policy; not an identity setting: both kernels give the same
+# numbers to float rounding, so a resume may switch
+SPARSE_CHOICES = {"auto": "auto", "on": True, "off": False}
 # what makes a run that run: a resume keeps them and refuses a different value
 IDENTITY = ("dataset", "hidden", "activation", "batch_size", "lr", "optimizer", "weight_decay",
             "dtype", "seed")
@@ -97,6 +100,9 @@ def build_parser():
                     help=f"L2 on the weights (default: {d['weight_decay']:g})")
     tr.add_argument("--dtype", choices=["float32", "float64"], help=f"(default: {d['dtype']})")
     tr.add_argument("--device", choices=list(DEVICES), help=f"(default: {d['device']})")
+    tr.add_argument("--sparse", choices=list(SPARSE_CHOICES),
+                    help="the first layer's kernels: auto takes the ones that skip zero pixels when "
+                    f"the images are mostly zeros; on and off force them (default: {d['sparse']})")
     tr.add_argument("--seed", type=_number(int, lambda v: v >= 0, ">= 0"),
                     help=f"weights and batch order (default: {d['seed']})")
     tr.add_argument("--out", help="output folder (default: a new runs/<dataset>-<time>)")
@@ -263,6 +269,7 @@ def train(args):
     import fastbp
     from fastbp.checkpoints import load_checkpoint, read_config
     from fastbp.compiling import ensure_compiled
+    from fastbp.sparse import SparseRows
     from fastbp.training import TrainingDiverged, TrainState, fit, total_steps
 
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
@@ -316,8 +323,13 @@ def train(args):
             net = fastbp.Network(sizes, activation=s["activation"], dtype=s["dtype"], seed=s["seed"],
                                  device=s["device"])
             state = TrainState(net, s["seed"])
+        net.sparse = SPARSE_CHOICES[s["sparse"]]
         config = {**s, "sizes": sizes, "train_size": len(x), "steps": steps}
-        say(f"fastbp: {source}: {len(x)} train / {len(xt)} test; {net}; {s['optimizer']} lr {s['lr']:g}, "
+        n_train, n_test = len(x), len(xt)
+        x, xt = net.as_input(x, "x"), net.as_input(xt, "x_test")  # once here, not again in fit
+        first = "sparse" if isinstance(x, SparseRows) else "dense"
+        say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; "
+            f"{s['optimizer']} lr {s['lr']:g}, "
             f"batch {s['batch_size']}, {steps} steps ({per_epoch} per epoch); results in {out}")
         results = Results(out, net, config, source, f"{net} on {source}")
         saved_epoch = [state.epoch if saved is not None else None]

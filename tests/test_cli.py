@@ -69,6 +69,25 @@ def test_data_dir_and_resume_bit_identical(tmp_path, cache):
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
 
 
+def test_sparse_on_and_off_train_the_same_network(tmp_path, cache):
+    # the flag picks the first layer's kernels, not the result: float64 runs agree to rounding,
+    # and the setting is recorded with the run
+    data = tmp_path / "data"
+    data.mkdir()
+    fake_mnist(data, n_train=300, n_test=50)
+    common = ["train", "--data-dir", str(data), "--no-download", "--batch-size", "32", "--epochs", "2",
+              "--dtype", "float64", "--hidden", "20", "7"]
+    for flag, first in (("on", "sparse"), ("off", "dense")):
+        res = fastbp_cli(*common, "--sparse", flag, "--out", str(tmp_path / flag), cache=cache)
+        assert f", {first} first layer;" in res.stdout
+    on, off = (fastbp.Network.load(tmp_path / f / "params.npz") for f in ("on", "off"))
+    assert not np.array_equal(on.flat_params, fastbp.Network(on.sizes, seed=0, dtype="float64").flat_params)
+    np.testing.assert_allclose(on.flat_params, off.flat_params, rtol=1e-10, atol=1e-12)
+    assert json.loads((tmp_path / "on" / "metrics.json").read_text())["config"]["sparse"] == "on"
+    res = fastbp_cli(*common, "--sparse", "maybe", cache=cache, check=False)
+    assert res.returncode == 2 and "--sparse: invalid choice: 'maybe'" in res.stderr
+
+
 @pytest.mark.parametrize("args,rc,match", [
     (["train", "--dataset", "cifar"], 2, "invalid choice: 'cifar'"),
     (["train", "--lr", "abc"], 2, "--lr: 'abc' is not a float"),
@@ -222,7 +241,7 @@ def test_help_shows_every_default_and_version(cache):
     text = " ".join(res.stdout.split())
     for default in ("(default: mnist)", "(default: 50)", "(default: relu)", "(default: 10)",
                     "(default: 100)", "0.1 for sgd, 0.01 for momentum, 0.01 for adagrad, 0.001 for adam",
-                    "(default: sgd)", "(default: 0)", "(default: float32)", "(default: cpu)",
+                    "(default: sgd)", "(default: 0)", "(default: float32)", "(default: cpu)", "(default: auto)",
                     "a new runs/<dataset>-<time>"):
         assert default in text, default
     assert fastbp_cli("--version", cache=cache).stdout.strip() == f"fastbp {fastbp.__version__}"
