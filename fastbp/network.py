@@ -54,9 +54,9 @@ def _init_std(weight_init, activation, fan_in):
 class Network:
     """A fully connected network: Affine → act → ... → Affine → softmax cross-entropy (or MSE).
 
-    sizes: layer widths, e.g. [784, 50, 10]. activation: "relu" or "sigmoid" for
+    sizes: layer widths, e.g. [784, 50, 10]. activation: "relu", "sigmoid" or "tanh" for
     the hidden layers. weight_init: "he", "xavier", a std (float), or None for
-    He with ReLU and Xavier with sigmoid; biases start at 0. dtype: "float32"
+    He with ReLU and Xavier with sigmoid or tanh; biases start at 0. dtype: "float32"
     (default) or "float64". seed: int for reproducible weights (the same on
     either device). loss: "softmax_ce" (default), or "mse": mean squared error
     between the last layer's output and targets (one-hot from class ids, or any

@@ -6,7 +6,7 @@ Forward:  out = act(x·W + b)  -- one BLAS product, then ONE pass adds the bias
 Backward: from dout = d loss / d out, one pass forms dz = dout * act'(out) and
           db = column sums of dz (the prologue); then dW = xᵀ·dz and
           dx = dz·Wᵀ are BLAS products.
-act is a code from codes.py (IDENTITY, RELU, SIGMOID). The Python layer Affine uses IDENTITY.
+act is a code from codes.py (IDENTITY, RELU, SIGMOID, TANH). The Python layer Affine uses IDENTITY.
 
 Matrix products: np.dot inside @njit (BLAS) by default. The hand-written loops
 in matmul.py are kept and tested; at the MNIST shapes BLAS was as fast or
@@ -14,13 +14,14 @@ faster except on sparse input at width 1024 (docs/performance.md, "Matrix produc
 """
 from numba import njit
 
-from .codes import ACTIVATIONS, IDENTITY, RELU, SIGMOID  # noqa: F401  (ACTIVATIONS, IDENTITY: for callers)
+from .codes import ACTIVATIONS, IDENTITY, RELU, SIGMOID, TANH  # noqa: F401  (ACTIVATIONS, IDENTITY: for callers)
 from .config import CACHE, FASTMATH
 from .matmul import matmul_nn_blas as matmul_nn
 from .matmul import matmul_nt_blas as matmul_nt
 from .matmul import matmul_tn_blas as matmul_tn
 from .relu import relu, relu_grad
 from .sigmoid import sigmoid, sigmoid_grad
+from .tanh import tanh, tanh_grad
 
 
 
@@ -30,6 +31,8 @@ def _act(v, act):
         return relu(v)
     if act == SIGMOID:
         return sigmoid(v)
+    if act == TANH:
+        return tanh(v)
     return v
 
 
@@ -39,6 +42,8 @@ def _act_grad(y, act):
         return relu_grad(y)
     if act == SIGMOID:
         return sigmoid_grad(y)
+    if act == TANH:
+        return tanh_grad(y)
     return type(y)(1)
 
 

@@ -4,9 +4,9 @@ Kernels take small integers (numba compiles the branches; no strings in the hot
 path); the Python layer speaks names. The CPU and CUDA kernels, the NumPy reference,
 Network, fit and the command line all import them from here.
 """
-ACTIVATIONS = ("identity", "relu", "sigmoid")  # a code is the index
-IDENTITY, RELU, SIGMOID = 0, 1, 2
-HIDDEN_ACTIVATIONS = ("relu", "sigmoid")  # what a Network's hidden layers offer
+ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh")  # a code is the index
+IDENTITY, RELU, SIGMOID, TANH = 0, 1, 2, 3
+HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh")  # what a Network's hidden layers offer
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "adam")  # a code is the index
 SGD, MOMENTUM, ADAGRAD, ADAM = 0, 1, 2, 3

@@ -42,16 +42,25 @@ def sigmoid_backward(dout, y):
     return dout * (1 - y) * y
 
 
+def tanh_forward(x):
+    return np.tanh(x)
+
+
+def tanh_backward(dout, y):
+    return dout * (1 - y * y)
+
+
 def activation_forward(x, act):
     name = ACTIVATIONS[act] if isinstance(act, int) else act
-    return {"identity": lambda v: v, "relu": relu_forward, "sigmoid": sigmoid_forward}[name](x)
+    return {"identity": lambda v: v, "relu": relu_forward, "sigmoid": sigmoid_forward,
+            "tanh": tanh_forward}[name](x)
 
 
 def activation_backward(dout, y, act):
     name = ACTIVATIONS[act] if isinstance(act, int) else act
     if name == "identity":
         return dout
-    return {"relu": relu_backward, "sigmoid": sigmoid_backward}[name](dout, y)
+    return {"relu": relu_backward, "sigmoid": sigmoid_backward, "tanh": tanh_backward}[name](dout, y)
 
 
 def affine_forward(x, W, b, act="identity"):

@@ -30,7 +30,7 @@ def split(flat, layout):
     return [flat[off:off + int(np.prod(s))].reshape(s) for _, off, s in layout]
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("N", [1, 8])
@@ -50,7 +50,7 @@ def test_loss_grad_matches_reference(rng, act, dtype, sizes, N):
         assert_near(got, want, dtype)
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes", [(3, 1, 2), (4, 5, 3), (3, 4, 2, 3)])
 def test_loss_grad_matches_central_differences(rng, act, dtype, sizes):
@@ -82,7 +82,7 @@ def test_forward_leaves_logits_in_last_block(rng):
                                rtol=1e-12)
 
 
-@pytest.mark.parametrize("act", ["relu", "sigmoid"])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes", SIZES)
 @pytest.mark.parametrize("N", [1, 8])

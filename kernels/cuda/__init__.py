@@ -7,7 +7,7 @@ compiled eagerly with an explicit signature, so a launch only checks types.
 
     build.py          how each kernel is made: source factory, signature, eager compile
     config.py         tile and block sizes (small ones under the simulator)
-    activations.py    relu / sigmoid device functions and their derivatives
+    activations.py    relu / sigmoid / tanh device functions and their derivatives
     gemm.py           C = op(A)·op(B) with a fused epilogue: naive, tiled, register-blocked
     affine.py         Affine forward/backward as gemm launches (bias, act, act', db fused)
     softmax_loss.py   softmax + cross-entropy forward+backward, argmax

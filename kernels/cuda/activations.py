@@ -1,4 +1,4 @@
-"""ReLU and sigmoid as device functions, with their derivatives in terms of the output.
+"""ReLU, sigmoid and tanh as device functions, with their derivatives in terms of the output.
 
 Built per dtype (make_activations(np.float32)) so every literal has the kernel's
 type: a bare 0 or 1.0 would make float32 math float64. act codes are the CPU's
@@ -9,7 +9,7 @@ import math
 
 from numba import cuda
 
-from ..codes import RELU, SIGMOID
+from ..codes import RELU, SIGMOID, TANH
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,6 +26,8 @@ def make_activations(NP):
                 return one / (one + math.exp(-v))
             e = math.exp(v)
             return e / (one + e)
+        if act == TANH:
+            return math.tanh(v)
         return v
 
     @cuda.jit(device=True)
@@ -34,6 +36,8 @@ def make_activations(NP):
             return one if y > zero else zero
         if act == SIGMOID:
             return y * (one - y)
+        if act == TANH:
+            return one - y * y
         return one
 
     return act_apply, act_grad

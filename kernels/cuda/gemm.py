@@ -12,7 +12,7 @@ epilogue, chosen at compile time:
                                             (only the blocks of the first row of tiles sum,
                                             in a fixed order: no atomics, reproducible)
 
-Unused v / H are any small array of the right type. act: 0 identity, 1 relu, 2 sigmoid.
+Unused v / H are any small array of the right type. act: 0 identity, 1 relu, 2 sigmoid, 3 tanh.
 
     naive     one thread per output, K-loop from global memory (the referee)
     tiled     TILE x TILE threads stage TILE x TILE tiles of op(A), op(B) in shared memory;

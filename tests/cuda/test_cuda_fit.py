@@ -32,8 +32,9 @@ def test_fit_matches_cpu(optimizer, rng):
     np.testing.assert_allclose(gpu.flat_params, cpu.flat_params, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("activation,dtype", [("sigmoid", "float32"), ("relu", "float64")])
-def test_fit_matches_cpu_sigmoid_and_float64(activation, dtype, rng):
+@pytest.mark.parametrize("activation,dtype", [("sigmoid", "float32"), ("relu", "float64"),
+                                              ("tanh", "float32")])
+def test_fit_matches_cpu_sigmoid_tanh_and_float64(activation, dtype, rng):
     x, t = _data(rng, n=12)
     cpu, hc = _fit("cpu", x, t, activation, dtype, iters=4, optimizer="momentum")
     gpu, hg = _fit("cuda", x, t, activation, dtype, iters=4, optimizer="momentum")
