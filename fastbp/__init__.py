@@ -6,6 +6,7 @@
     fastbp.gradient_check(net, x_batch[:3], t_batch[:3])
     history = fastbp.fit(net, x_train, t_train, epochs=10, lr=0.1, eval_data=(x_test, t_test))
 
+fastbp.MLPClassifier and fastbp.MLPRegressor are scikit-learn estimators (fastbp.sklearn).
 fastbp.layers has the book's MulLayer, AddLayer, Relu, Sigmoid, Affine,
 SoftmaxWithLoss; fastbp.kernels the numba kernels they run on.
 """
@@ -15,5 +16,13 @@ from fastbp.network import Network, TwoLayerNet
 from fastbp.training import TrainingDiverged, fit
 
 __version__ = "0.1.0"
-__all__ = ["Network", "TwoLayerNet", "TrainingDiverged", "datasets", "fit", "gradient_check", "graph",
-           "layers"]
+__all__ = ["MLPClassifier", "MLPRegressor", "Network", "TwoLayerNet", "TrainingDiverged", "datasets", "fit",
+           "gradient_check", "graph", "layers"]
+
+
+def __getattr__(name):
+    # the scikit-learn estimators load scikit-learn: only when asked for, not on `import fastbp`
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from fastbp import sklearn
+        return getattr(sklearn, name)
+    raise AttributeError(f"module 'fastbp' has no attribute {name!r}")

@@ -7,10 +7,14 @@ gives the logits.
 The input picks the first layer, at compile time: x (N, D0) float dense, or a
 sparse.Csr batch of N rows (only its nonzeros are touched: sparse.py). The
 targets pick the loss, also at compile time: t (N,) int64 class ids -> softmax
-cross-entropy; t (N, DL) floats -> mean squared error on the last layer's output.
+cross-entropy; t (N, DL) floats -> mean squared error on the last layer's output;
+Logistic(t) -> sigmoid outputs with binary cross-entropy (logistic_loss.py);
+HalfSquared(t) -> ½ Σ (y - t)² / N (mse_loss.py: scikit-learn's regression loss).
 Nothing is allocated here.
 """
-from numba import njit
+from collections import namedtuple
+
+from numba import njit, types
 from numba.extending import overload
 
 from .affine import affine_forward, bias_act_backward
@@ -21,7 +25,8 @@ from .matmul import gemm_tn_update
 from .matmul import matmul_nt_blas as matmul_nt
 from .matmul import matmul_tn_blas as matmul_tn
 from .optimizers import sgd_update
-from .mse_loss import mse_loss_forward, mse_loss_forward_backward
+from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
+from .mse_loss import half_sse_forward, half_sse_forward_backward, mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
 from .sparse import is_csr, sparse_affine_forward, sparse_tn_update
 
@@ -98,26 +103,40 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
                        _act_of(l, L, act))
 
 
+# Targets wrapped in these pick the loss by their type (plain arrays: by their dimensions)
+Logistic = namedtuple("Logistic", "t")        # t (N, DL) in [0, 1]: sigmoid outputs, binary cross-entropy
+HalfSquared = namedtuple("HalfSquared", "t")  # t (N, DL) floats: ½ Σ (y - t)² / N
+
+
+def loss_kind(t):
+    """At compile time (in an overload): "logistic", "half_squared", "softmax" or "mse" for targets t."""
+    if isinstance(t, types.BaseNamedTuple):
+        return {Logistic: "logistic", HalfSquared: "half_squared"}[t.instance_class]
+    return "softmax" if t.ndim == 1 else "mse"
+
+
 def _output_loss(y, t):
-    """The loss of the last layer's output y against targets t (chosen by t's dimensions)."""
+    """The loss of the last layer's output y against targets t (chosen by t's type)."""
 
 
 @overload(_output_loss)
 def _output_loss_for(y, t):
-    if t.ndim == 1:
-        return lambda y, t: cross_entropy(y, t)
-    return lambda y, t: mse_loss_forward(y, t)
+    return {"softmax": lambda y, t: cross_entropy(y, t),
+            "mse": lambda y, t: mse_loss_forward(y, t),
+            "logistic": lambda y, t: logistic_loss_forward(y, t.t),
+            "half_squared": lambda y, t: half_sse_forward(y, t.t)}[loss_kind(t)]
 
 
 def _output_loss_grad(dy, y, t):
-    """Writes d loss / d y into dy and returns the loss (chosen by t's dimensions)."""
+    """Writes d loss / d y into dy and returns the loss (chosen by t's type)."""
 
 
 @overload(_output_loss_grad)
 def _output_loss_grad_for(dy, y, t):
-    if t.ndim == 1:
-        return lambda dy, y, t: softmax_loss_forward_backward(dy, y, t)
-    return lambda dy, y, t: mse_loss_forward_backward(dy, y, t)
+    return {"softmax": lambda dy, y, t: softmax_loss_forward_backward(dy, y, t),
+            "mse": lambda dy, y, t: mse_loss_forward_backward(dy, y, t),
+            "logistic": lambda dy, y, t: logistic_loss_forward_backward(dy, y, t.t),
+            "half_squared": lambda dy, y, t: half_sse_forward_backward(dy, y, t.t)}[loss_kind(t)]
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -37,3 +37,29 @@ def mse_loss_forward_backward(dy, y, t):
     # fused for training: writes dy (dout = 1) and returns the loss
     mse_loss_backward(dy, y, t, 1.0)
     return mse_loss_forward(y, t)
+
+
+# Half the squared error, summed over the C outputs and averaged over the N rows: the loss
+# whose gradient is (y - t) / N, the one scikit-learn's MLPRegressor steps along.
+
+@njit(cache=CACHE)
+def half_sse_forward(y, t):
+    # y, t are (N, C); returns ½ Σ (y - t)² / N
+    N, C = y.shape
+    total = 0.0
+    for i in range(N):
+        for j in range(C):
+            d = np.float64(y[i, j]) - np.float64(t[i, j])
+            total += d * d
+    return 0.5 * total / N
+
+
+@njit(cache=CACHE)
+def half_sse_forward_backward(dy, y, t):
+    # dy (N, C) = (y - t) / N; returns the loss
+    N, C = y.shape
+    inv = y.dtype.type(1.0 / N)
+    for i in range(N):
+        for j in range(C):
+            dy[i, j] = (y[i, j] - t[i, j]) * inv
+    return half_sse_forward(y, t)

@@ -43,6 +43,32 @@ def gather_batch(xb, tb, x, t, rows):
         tb[i] = t[r]
 
 
+@njit(cache=CACHE, fastmath=FASTMATH)
+def gather_rows(xb, x, rows):
+    # xb[:n] = x[rows], rows (n,), n <= xb.shape[0]; the element loop as in gather_batch
+    D = x.shape[1]
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for j in range(D):
+            xb[i, j] = x[r, j]
+
+
+def batch_input(xb, x, rows):
+    """The input rows `rows` as the forward pass takes them: dense x gathered into xb[:n],
+    a Csr x as those rows of it (no copy)."""
+
+
+@overload(batch_input)
+def _batch_input(xb, x, rows):
+    if is_csr(x):
+        return lambda xb, x, rows: Csr(x.indptr, x.indices, x.data, rows, x.work)
+
+    def dense(xb, x, rows):
+        gather_rows(xb, x, rows)
+        return xb[:rows.shape[0]]
+    return dense
+
+
 def batch(xb, tb, x, t, rows):
     """The minibatch of `rows` as the forward pass takes it; fills tb (and xb for dense x)."""
 
@@ -53,7 +79,7 @@ def _batch(xb, tb, x, t, rows):
         def sparse(xb, tb, x, t, rows):
             for i in range(rows.shape[0]):
                 tb[i] = t[rows[i]]
-            return Csr(x.indptr, x.indices, x.data, rows, x.work)
+            return batch_input(xb, x, rows)
         return sparse
 
     def dense(xb, tb, x, t, rows):

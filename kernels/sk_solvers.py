@@ -1,0 +1,137 @@
+"""scikit-learn's MLP solvers over the flat buffer: a whole epoch of minibatches in one call.
+
+The rules are scikit-learn's own (sklearn/neural_network/_multilayer_perceptron.py and
+_stochastic_optimizers.py), so that fastbp.sklearn's estimators step exactly as
+MLPClassifier and MLPRegressor do. Sizes and layouts as in mlp.py; P parameters.
+
+  loss    the output loss (mlp.py: class ids -> softmax, Logistic, HalfSquared) of the
+          batch, plus the L2 term ½·alpha·Σ W²/n (every W, no bias; n the batch's rows);
+          the gradient gets alpha·W/n on the W blocks. A HalfSquared loss is reported
+          divided by the outputs (scikit-learn's ½·mean over every entry), while the
+          step follows (y - t)/n, as scikit-learn's does.
+  sgd     v = mu·v - lr·g, then p += v, or with Nesterov p += mu·v - lr·g   (state[0]: v)
+  adam    t += 1; m = b1·m + (1 - b1)·g; v = b2·v + (1 - b2)·g²;
+          p += -lr·sqrt(1 - b2^t)/(1 - b1^t) · m / (sqrt(v) + eps)        (state[0] m, state[1] v)
+Minibatches: order's rows in slices of B, the last one shorter (gen_batches); lr is
+constant within an epoch (scikit-learn changes it between epochs only).
+"""
+from collections import namedtuple
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+from .config import CACHE, FASTMATH
+from .layout import param_block
+from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_loss_dy, mlp_loss_grad, n_rows
+from .train import batch_input
+
+Solver = namedtuple("Solver", "adam lr momentum nesterov beta1 beta2 eps")  # adam: False for sgd
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def l2_penalty(grads, params, offsets, sizes, scale):
+    # every W block of grads += scale·W; returns Σ W² over every W (in float64)
+    total = 0.0
+    for l in range(sizes.shape[0] - 1):
+        w, nw = param_block(offsets, sizes, l, 0)
+        s = grads.dtype.type(scale)
+        for i in range(w, w + nw):
+            v = params[i]
+            total += np.float64(v) * np.float64(v)
+            grads[i] += s * v
+    return total
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def solver_update(params, grads, state, solver, t):
+    # one step of scikit-learn's sgd or adam over the whole buffer; t: Adam's step count
+    # after this step (1, 2, ...)
+    typ = params.dtype.type
+    lr = typ(solver.lr)
+    if solver.adam:
+        b1, b2, eps = typ(solver.beta1), typ(solver.beta2), typ(solver.eps)
+        lr_t = typ(solver.lr * np.sqrt(1.0 - solver.beta2 ** t) / (1.0 - solver.beta1 ** t))
+        m, v = state[0], state[1]
+        for i in range(params.shape[0]):
+            g = grads[i]
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * (g * g)
+            params[i] += -lr_t * m[i] / (np.sqrt(v[i]) + eps)
+    else:
+        mu = typ(solver.momentum)
+        vel = state[0]
+        for i in range(params.shape[0]):
+            g = grads[i]
+            u = mu * vel[i] - lr * g
+            vel[i] = u
+            params[i] += mu * u - lr * g if solver.nesterov else u
+
+
+def reported_loss(loss, t):
+    """The data loss as scikit-learn reports it for targets t."""
+
+
+@overload(reported_loss)
+def _reported_loss(loss, t):
+    if loss_kind(t) == "half_squared":
+        return lambda loss, t: loss / t.t.shape[1]
+    return lambda loss, t: loss
+
+
+def take_targets(yb, y, rows):
+    """y's rows `rows`, gathered into yb[:n], wrapped as y is."""
+
+
+@overload(take_targets)
+def _take_targets(yb, y, rows):
+    kind = loss_kind(y)
+    if kind == "softmax":
+        def ids(yb, y, rows):
+            for i in range(rows.shape[0]):
+                yb[i] = y[rows[i]]
+            return yb[:rows.shape[0]]
+        return ids
+
+    wrap = Logistic if kind == "logistic" else HalfSquared
+
+    def gather(yb, y, rows):
+        n, C = rows.shape[0], y.t.shape[1]
+        for i in range(n):
+            for j in range(C):
+                yb[i, j] = y.t[rows[i], j]
+        return wrap(yb[:n])
+    return gather
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def sk_epoch(params, grads, state, acts, deltas, xb, yb, x, y, order, B, model, solver, alpha, t):
+    # One epoch: x (N, D0) dense or a Csr over the set, y its targets (ids, Logistic,
+    # HalfSquared), order (N,) the rows' order, B the batch size; xb (B, D0) and yb the
+    # gather buffers. Returns (Σ over batches of reported loss · rows, Adam's step count).
+    offsets, sizes, act = model
+    N = order.shape[0]
+    total = 0.0
+    for start in range(0, N, B):
+        rows = order[start:min(start + B, N)]
+        n = rows.shape[0]
+        xk = batch_input(xb, x, rows)
+        yk = take_targets(yb, y, rows)
+        loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, yk, act)
+        mlp_backward(grads, acts, deltas, params, offsets, sizes, xk, act)
+        sq = l2_penalty(grads, params, offsets, sizes, alpha / n)
+        total += (reported_loss(loss, yk) + 0.5 * alpha * sq / n) * n
+        t += 1
+        solver_update(params, grads, state, solver, t)
+    return total, t
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def sk_loss_grad(grads, acts, deltas, params, model, x, y, alpha):
+    # The whole set's loss as scikit-learn reports it, with the L2 term, and its gradient
+    # into grads (what L-BFGS takes); x dense or a Csr with backward scratch
+    offsets, sizes, act = model
+    n = n_rows(x)
+    loss = mlp_loss_grad(grads, acts, deltas, params, offsets, sizes, x, y, act)
+    sq = l2_penalty(grads, params, offsets, sizes, alpha / n)
+    return reported_loss(loss, y) + 0.5 * alpha * sq / n
