@@ -32,7 +32,8 @@ $(VENV)/.installed-test: $(VENV)/.installed-train
 # numba's cache key does not include the bounds-check setting.
 BOUNDSCHECKED := tests/test_matmul.py tests/test_affine.py tests/test_relu.py tests/test_sigmoid.py \
 	tests/test_softmax_loss.py tests/test_mlp.py tests/test_optimizers.py tests/test_network.py \
-	tests/test_layers.py tests/test_fit.py tests/test_properties.py tests/test_boundscheck.py
+	tests/test_layers.py tests/test_fit.py tests/test_properties.py tests/test_boundscheck.py \
+	tests/test_tanh.py tests/test_output_losses.py tests/test_sklearn.py
 
 # The CUDA kernels under numba's simulator: NUMBA_ENABLE_CUDASIM must be set before numba
 # is imported, so they get a pytest process of their own (on a GPU machine, `pytest

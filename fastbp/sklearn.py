@@ -40,7 +40,7 @@ from fastbp.kernels import layout as lay
 from fastbp.kernels.mlp import HalfSquared, Logistic, mlp_forward
 from fastbp.kernels.sk_solvers import Solver, sk_epoch, sk_loss_grad
 from fastbp.kernels.train import Model
-from fastbp.sparse import SparseRows, as_input
+from fastbp.sparse import SparseRows, as_input, check_policy
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -101,6 +101,7 @@ def _check_params(est):
     number("max_fun", numbers.Integral, 1)
     if est.dtype is not None and np.dtype(est.dtype) not in (np.float32, np.float64):
         raise ValueError(f"dtype must be None, 'float32' or 'float64', got {est.dtype!r}")
+    check_policy(est.sparse)
     return [int(s) for s in sizes]
 
 
@@ -112,7 +113,7 @@ class _BaseMLP(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, dtype=None):
+                 max_fun=15000, dtype=None, sparse="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -137,6 +138,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.dtype = dtype
+        self.sparse = sparse
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -172,8 +174,8 @@ class _BaseMLP(BaseEstimator):
         return np.dtype(self.dtype) if self.dtype is not None else X.dtype
 
     def _kernel_input(self, X, dtype, name="X"):
-        """Dense C-contiguous, or fastbp's SparseRows when the rows are sparse or mostly zeros."""
-        return as_input(X, X.shape[1], dtype, "auto", name)
+        """Dense C-contiguous, or fastbp's SparseRows, as the `sparse` policy says."""
+        return as_input(X, X.shape[1], dtype, self.sparse, name)
 
     # -- forward passes
 
@@ -434,8 +436,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's MLPClassifier on fastbp's kernels.
 
     Parameters, attributes and methods as sklearn.neural_network.MLPClassifier's;
-    dtype: None (X's float type: float32 stays float32, anything else float64),
-    "float32" or "float64". Labels of any type scikit-learn takes; multiclass
+    fastbp's own: dtype None (X's float type: float32 stays float32, anything else
+    float64), "float32" or "float64"; sparse "auto" (the first layer skips zeros for
+    sparse X and for dense X at most 20% nonzero), True or False (fastbp.sparse). Labels of any type scikit-learn takes; multiclass
     gets softmax outputs, binary and multilabel (an indicator matrix) logistic ones.
     """
 
@@ -511,8 +514,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's MLPRegressor (squared error) on
-    fastbp's kernels. Parameters, attributes and methods as scikit-learn's; dtype as
-    MLPClassifier's. One target or several."""
+    fastbp's kernels. Parameters, attributes and methods as scikit-learn's; dtype and
+    sparse as MLPClassifier's. One target or several."""
 
     def _out_activation(self):
         return "identity"

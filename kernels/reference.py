@@ -139,3 +139,22 @@ def mse_loss(y, t):
 
 def mse_loss_backward(y, t, dout=1.0):
     return (2 * dout * (y - t) / y.size).astype(y.dtype)
+
+
+def logistic_loss(logits, t):
+    # sigmoid outputs, binary cross-entropy summed over the outputs, averaged over the rows
+    z, t = logits.astype(np.float64), t.astype(np.float64)
+    p = 1 / (1 + np.exp(-z))
+    return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).sum() / z.shape[0])
+
+
+def logistic_loss_backward(logits, t):
+    return ((1 / (1 + np.exp(-logits)) - t) / logits.shape[0]).astype(logits.dtype)
+
+
+def half_sse(y, t):
+    return float(0.5 * ((y.astype(np.float64) - t) ** 2).sum() / y.shape[0])
+
+
+def half_sse_backward(y, t):
+    return ((y - t) / y.shape[0]).astype(y.dtype)
