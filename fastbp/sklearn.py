@@ -37,15 +37,16 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from fastbp.kernels import codes
 from fastbp.kernels import layout as lay
-from fastbp.kernels.mlp import HalfSquared, Logistic, mlp_forward
+from fastbp.kernels.mlp import HalfSquared, Logistic
 from fastbp.kernels.sk_solvers import Solver, sk_epoch, sk_loss_grad
+from fastbp.cpu import CpuBackend, _whole
 from fastbp.kernels.train import Model
+from fastbp.network import PREDICT_CHUNK
 from fastbp.sparse import SparseRows, as_input, check_policy
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 ACTIVATIONS = {"identity": codes.IDENTITY, "logistic": codes.SIGMOID, "tanh": codes.TANH, "relu": codes.RELU}
-PREDICT_CHUNK = 4096  # rows per forward call when predicting: bounds the workspace
 
 
 def _check_params(est):
@@ -183,17 +184,9 @@ class _BaseMLP(BaseEstimator):
         """The output layer's activations (N, n_outputs_): softmax, logistic or identity."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        flat, model, _ = self._pack(self._coef_dtype())
-        x = self._kernel_input(X, flat.dtype)
-        sizes = model.sizes
-        out = np.empty((X.shape[0], sizes[-1]), flat.dtype)
-        for s in range(0, X.shape[0], PREDICT_CHUNK):
-            n = min(PREDICT_CHUNK, X.shape[0] - s)
-            acts = np.empty(lay.acts_length(sizes, n), flat.dtype)
-            xs = x.batch(s, s + n) if isinstance(x, SparseRows) else x[s:s + n]
-            mlp_forward(acts, flat, model.offsets, sizes, xs, model.act)
-            out[s:s + n] = lay.logits_of(acts, sizes, n)
-        return _output_activation(out, self.out_activation_)
+        flat, model, layout = self._pack(self._coef_dtype())
+        backend = CpuBackend(self._sizes(), model.act, layout, flat, PREDICT_CHUNK)  # Network's forward passes
+        return _output_activation(backend.logits(self._kernel_input(X, flat.dtype)), self.out_activation_)
 
     def _coef_dtype(self):
         return np.asarray(self.coefs_[0]).dtype
@@ -260,7 +253,7 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, y, dtype):
         flat, model, layout = self._pack(dtype)
         x = self._kernel_input(X, dtype)
-        x = x.batch(backward=True) if isinstance(x, SparseRows) else x
+        x = _whole(x, backward=True)
         t = self._targets(y, dtype)
         sizes, n = model.sizes, X.shape[0]
         grads, acts = np.empty_like(flat), np.empty(lay.acts_length(sizes, n), dtype)
@@ -294,8 +287,6 @@ class _BaseMLP(BaseEstimator):
             self._solver_state = np.zeros((2, flat.size), dtype)
             self._adam_t = 0
             self._lr = float(self.learning_rate_init)
-        if self._solver_state.shape[1] != flat.size:  # warm start on another network size
-            self._solver_state, self._adam_t = np.zeros((2, flat.size), dtype), 0
         state = self._solver_state.astype(dtype, copy=False)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -413,6 +404,14 @@ class _BaseMLP(BaseEstimator):
         """Fit the model to data matrix X (dense or sparse) and targets y; returns self."""
         return self._fit(X, y, incremental=False)
 
+    def _validate_xy(self, X, y, reset, **kw):
+        # scikit-learn's validation of X and y; a y of one column becomes 1-D (with its warning)
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset, **kw)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
     def _stochastic(self):
         if self.solver not in ("sgd", "adam"):
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
@@ -446,10 +445,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        X, y = self._validate_xy(X, y, reset)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y)
@@ -521,11 +517,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "identity"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
-        return X, y
+        return self._validate_xy(X, y, reset, y_numeric=True)
 
     @available_if(lambda est: est._stochastic())
     def partial_fit(self, X, y):

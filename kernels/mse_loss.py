@@ -10,16 +10,23 @@ from numba import njit
 from .config import CACHE
 
 
-@njit(cache=CACHE)
-def mse_loss_forward(y, t):
-    # y, t are (N, C); returns the mean of (y - t)²
+@njit(inline="always")
+def _sum_squared_error(y, t):
+    # Σ (y - t)² over the (N, C) entries, in float64
     N, C = y.shape
     total = 0.0
     for i in range(N):
         for j in range(C):
             d = np.float64(y[i, j]) - np.float64(t[i, j])
             total += d * d
-    return total / (N * C)
+    return total
+
+
+@njit(cache=CACHE)
+def mse_loss_forward(y, t):
+    # y, t are (N, C); returns the mean of (y - t)²
+    N, C = y.shape
+    return _sum_squared_error(y, t) / (N * C)
 
 
 @njit(cache=CACHE)
@@ -45,13 +52,7 @@ def mse_loss_forward_backward(dy, y, t):
 @njit(cache=CACHE)
 def half_sse_forward(y, t):
     # y, t are (N, C); returns ½ Σ (y - t)² / N
-    N, C = y.shape
-    total = 0.0
-    for i in range(N):
-        for j in range(C):
-            d = np.float64(y[i, j]) - np.float64(t[i, j])
-            total += d * d
-    return 0.5 * total / N
+    return 0.5 * _sum_squared_error(y, t) / y.shape[0]
 
 
 @njit(cache=CACHE)

@@ -32,25 +32,22 @@ Work = namedtuple("Work", "grads acts deltas xb tb")       # the step's buffers:
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
-def gather_batch(xb, tb, x, t, rows):
-    # xb is (B, D), tb is (B,); rows (B,) indexes x (N, D) and t (N,)
+def gather_rows(xb, x, rows):
+    # xb[:n] = x[rows], rows (n,), n <= xb.shape[0]
     # explicit element loop: numba's slice assignment goes through a generic path ~4x slower
     D = x.shape[1]
     for i in range(rows.shape[0]):
         r = rows[i]
         for j in range(D):
             xb[i, j] = x[r, j]
-        tb[i] = t[r]
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
-def gather_rows(xb, x, rows):
-    # xb[:n] = x[rows], rows (n,), n <= xb.shape[0]; the element loop as in gather_batch
-    D = x.shape[1]
+def gather_batch(xb, tb, x, t, rows):
+    # xb is (B, D), tb is (B,); rows (B,) indexes x (N, D) and t (N,)
+    gather_rows(xb, x, rows)
     for i in range(rows.shape[0]):
-        r = rows[i]
-        for j in range(D):
-            xb[i, j] = x[r, j]
+        tb[i] = t[rows[i]]
 
 
 def batch_input(xb, x, rows):

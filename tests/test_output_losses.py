@@ -15,20 +15,32 @@ from fastbp.kernels.train import Model
 SHAPES = [(1, 1), (1, 4), (5, 1), (7, 3), (64, 10)]
 
 
+# name: (forward, fused forward+backward, NumPy loss, NumPy gradient, predictions and targets, float32 rel)
+LOSSES = {
+    "logistic": (logistic_loss.logistic_loss_forward, logistic_loss.logistic_loss_forward_backward,
+                 reference.logistic_loss, reference.logistic_loss_backward,
+                 lambda rng, shape: (2 * rng.standard_normal(shape), rng.random(shape) < 0.5), 1e-6),
+    "half_sse": (mse_loss.half_sse_forward, mse_loss.half_sse_forward_backward,
+                 reference.half_sse, reference.half_sse_backward,
+                 lambda rng, shape: (rng.standard_normal(shape), rng.standard_normal(shape)), 1e-12),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("N,C", SHAPES)
-def test_logistic_loss_matches_reference_and_central_differences(rng, dtype, N, C):
-    z = (2 * rng.standard_normal((N, C))).astype(dtype)
-    t = (rng.random((N, C)) < 0.5).astype(dtype)
-    loss = logistic_loss.logistic_loss_forward(z, t)
-    assert loss == pytest.approx(reference.logistic_loss(z, t), rel=1e-12 if dtype == np.float64 else 1e-6)
-    dz = np.empty_like(z)
-    assert logistic_loss.logistic_loss_forward_backward(dz, z, t) == loss
-    assert_near(dz, reference.logistic_loss_backward(z, t), dtype)
+def test_loss_matches_reference_and_central_differences(rng, name, dtype, N, C):
+    forward, fused, ref, ref_backward, draw, rel32 = LOSSES[name]
+    y, t = (a.astype(dtype) for a in draw(rng, (N, C)))
+    loss = forward(y, t)
+    assert loss == pytest.approx(ref(y, t), rel=1e-12 if dtype == np.float64 else rel32)
+    dy = np.empty_like(y)
+    assert fused(dy, y, t) == loss
+    assert_near(dy, ref_backward(y, t), dtype)
     if N * C <= 21:
-        z64, t64 = z.astype(np.float64), t.astype(np.float64)
-        (num,) = central_diff(lambda: logistic_loss.logistic_loss_forward(z64, t64), [z64])
-        np.testing.assert_allclose(dz, num, **NUM_TOL[dtype])
+        y64, t64 = y.astype(np.float64), t.astype(np.float64)
+        (num,) = central_diff(lambda: forward(y64, t64), [y64])
+        np.testing.assert_allclose(dy, num, **NUM_TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -40,21 +52,6 @@ def test_logistic_loss_is_finite_and_exact_far_from_zero(dtype):
     dz = np.empty_like(z)
     logistic_loss.logistic_loss_forward_backward(dz, z, t)
     np.testing.assert_array_equal(dz, np.array([[-1.0, 1.0, 1.0]], dtype))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("N,C", SHAPES)
-def test_half_sse_matches_reference_and_central_differences(rng, dtype, N, C):
-    y, t = rng.standard_normal((N, C)).astype(dtype), rng.standard_normal((N, C)).astype(dtype)
-    loss = mse_loss.half_sse_forward(y, t)
-    assert loss == pytest.approx(reference.half_sse(y, t), rel=1e-12)
-    dy = np.empty_like(y)
-    assert mse_loss.half_sse_forward_backward(dy, y, t) == loss
-    assert_near(dy, reference.half_sse_backward(y, t), dtype)
-    if N * C <= 21:
-        y64, t64 = y.astype(np.float64), t.astype(np.float64)
-        (num,) = central_diff(lambda: mse_loss.half_sse_forward(y64, t64), [y64])
-        np.testing.assert_allclose(dy, num, **NUM_TOL[dtype])
 
 
 def _net(rng, sizes, dtype):
