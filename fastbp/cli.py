@@ -41,9 +41,9 @@ IDENTITY = ("dataset", "hidden", "activation", "batch_size", "lr", "optimizer", 
 class CLIError(Exception):
     """A problem with the arguments or the data, reported as one line."""
 
-    def __init__(self, message, status=RUN_ERROR):
+    def __init__(self, message, status=RUN_ERROR, quiet=False):
         super().__init__(message)
-        self.status = status
+        self.status, self.quiet = status, quiet  # quiet: another rank reports it
 
 
 class _Parser(argparse.ArgumentParser):
@@ -112,6 +112,9 @@ def build_parser():
     tr.add_argument("--resume", action="store_true",
                     help="continue the run in --out with its stored settings")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--mpi", action="store_true",
+                    help="data-parallel over the ranks of mpiexec -n R: each batch split between them, "
+                    "rank 0 writes the results (needs fastbp[mpi])")
     return parser
 
 
@@ -265,44 +268,126 @@ class Signals:
         return self.signum is not None
 
 
+class Ranks:
+    """Who does what under --mpi (mpiexec -n R fastbp train --mpi ...): rank 0 owns the run
+    folder, every file and every line of output; every rank loads the data and trains
+    (fit(comm=...)). Without --mpi: one rank, no MPI. A CLIError reaches every rank, so
+    none is left waiting; only rank 0 prints it (`quiet` on the others)."""
+
+    def __init__(self, mpi):
+        self.comm, self.rank, self.size = None, 0, 1
+        if mpi:
+            try:
+                from mpi4py import MPI
+            except ImportError as e:
+                raise CLIError(f"--mpi needs mpi4py and an MPI library: pip install 'fastbp[mpi]' ({e})",
+                               USAGE_ERROR) from None
+            self.comm, self.rank, self.size = MPI.COMM_WORLD, MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+
+    @property
+    def root(self):
+        return self.rank == 0
+
+    def from_root(self, fn, shared=lambda result: result):
+        """fn() on rank 0, which gets its result; the other ranks get shared(result), or its CLIError."""
+        if self.comm is None:
+            return fn()
+        if self.root:
+            try:
+                result = fn()
+            except CLIError as e:
+                self.comm.bcast(("error", str(e), e.status))
+                raise
+            self.comm.bcast(("ok", shared(result)))
+            return result
+        msg = self.comm.bcast(None)
+        if msg[0] == "error":
+            raise CLIError(msg[1], msg[2], quiet=True)
+        return msg[1]
+
+    def on_every(self, fn):
+        """fn() on every rank; a CLIError on any is raised on every rank."""
+        if self.comm is None:
+            return fn()
+        try:
+            result, err = fn(), None
+        except CLIError as e:
+            result, err = None, e
+        errors = self.comm.allgather(None if err is None else (str(err), err.status))
+        for rank, e in enumerate(errors):
+            if e is not None:
+                raise CLIError(e[0] if rank == 0 else f"rank {rank}: {e[0]}", e[1], quiet=not self.root)
+        return result
+
+    def max(self, value):
+        from mpi4py import MPI
+        return value if self.comm is None else self.comm.allreduce(value, op=MPI.MAX)
+
+
 def train(args):
+    ranks = Ranks(args.mpi)
+    if ranks.comm is None:
+        return _train(args, ranks)
+    from fastbp.distributed import abort_on_error
+    with abort_on_error(ranks.comm, keep=CLIError):  # an error on one rank alone: no rank left waiting
+        return _train(args, ranks)
+
+
+def _train(args, ranks):
     import fastbp
     from fastbp.checkpoints import load_checkpoint, read_config
     from fastbp.compiling import ensure_compiled
     from fastbp.sparse import SparseRows
     from fastbp.training import TrainingDiverged, TrainState, fit, total_steps
 
-    if args.data_dir is not None and not os.path.isdir(args.data_dir):
-        raise CLIError(f"--data-dir {args.data_dir}: no such directory")
-
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = ranks.root and not args.no_progress and sys.stderr.isatty()
 
     def say(msg):
+        if not ranks.root:
+            return
         if progress:  # printed above the bar instead of through it (tqdm.write prints plainly when none is up)
             from tqdm.auto import tqdm
             tqdm.write(msg)
         else:
             print(msg, flush=True)
 
-    with Signals() as stopped, run_folder(args.out, args.resume, args.dataset or "mnist") as out:
-        ckpt = os.path.join(out, "checkpoint.npz")
-        try:
-            saved = read_config(ckpt) if args.resume else None
-        except ValueError as e:
-            raise CLIError(str(e)) from None
-        s = resolve_settings(args, saved)
-        if s["device"] == "cuda":  # given, or the resumed run's
-            from fastbp.cuda import DeviceUnavailable, require_cuda
+    with contextlib.ExitStack() as stack:
+        stopped = stack.enter_context(Signals())
+
+        def settings():  # rank 0: the run folder (created, locked) and the run's settings
+            if args.data_dir is not None and not os.path.isdir(args.data_dir):
+                raise CLIError(f"--data-dir {args.data_dir}: no such directory")
+            out = stack.enter_context(run_folder(args.out, args.resume, args.dataset or "mnist"))
             try:
-                require_cuda()
-            except DeviceUnavailable as e:
+                saved = read_config(os.path.join(out, "checkpoint.npz")) if args.resume else None
+            except ValueError as e:
                 raise CLIError(str(e)) from None
-        (x, t), (xt, tt), source = load_data(s["dataset"], s["data_dir"], s["download"], say)
+            s = resolve_settings(args, saved)
+            if s["device"] == "cuda":  # given, or the resumed run's
+                from fastbp.cuda import DeviceUnavailable, require_cuda
+                try:
+                    require_cuda()
+                except DeviceUnavailable as e:
+                    raise CLIError(str(e)) from None
+            return out, saved, s
+
+        out, saved, s = ranks.from_root(settings)
+        ckpt = os.path.join(out, "checkpoint.npz")
+        if s["device"] == "cuda" and ranks.comm is not None:
+            from fastbp.distributed import use_local_gpu
+            use_local_gpu(ranks.comm)
+        def load():
+            return load_data(s["dataset"], s["data_dir"], s["download"], say)
+        # rank 0 first, so that a download into a shared cache happens once; then the others
+        data = ranks.from_root(load, shared=lambda d: None)
+        (x, t), (xt, tt), source = ranks.on_every(lambda: data if ranks.root else load())
         if s["batch_size"] > len(x):
-            raise CLIError(f"--batch-size {s['batch_size']} is larger than the {len(x)} training images")
+            raise CLIError(f"--batch-size {s['batch_size']} is larger than the {len(x)} training images",
+                           quiet=not ranks.root)
         steps, per_epoch = total_steps(len(x), s["batch_size"], s["iters"], s["epochs"])
         sizes = [x.shape[1], *s["hidden"], 10]
-        if saved is not None:
+
+        def resumed():  # rank 0: the checkpoint, or None when the run is already complete
             if saved.get("train_size", len(x)) != len(x):
                 raise CLIError(f"--resume: the run trained on {saved['train_size']} images; "
                                f"this {source} has {len(x)}")
@@ -317,28 +402,38 @@ def train(args):
             if steps == state.step and os.path.isfile(os.path.join(out, "params.npz")):
                 say(f"fastbp: {out} is complete at step {state.step} (epoch {state.epoch}); nothing to do "
                     f"(a larger --epochs or --iters trains on)")
-                return 0
+                return None
             say(f"fastbp: resuming {out} at step {state.step} (epoch {state.epoch})")
-        else:
+            return net, state
+
+        # rank 0: (net, state) or None; the others: whether there is a run to continue
+        loaded = ranks.from_root(resumed, shared=lambda r: r is not None) if saved is not None else False
+        if saved is not None and not loaded:
+            return 0
+        if ranks.root and loaded:
+            net, state = loaded
+        else:  # a new run; under --mpi the other ranks' networks get rank 0's state in fit
             net = fastbp.Network(sizes, activation=s["activation"], dtype=s["dtype"], seed=s["seed"],
                                  device=s["device"])
             state = TrainState(net, s["seed"])
         net.sparse = SPARSE_CHOICES[s["sparse"]]
-        config = {**s, "sizes": sizes, "train_size": len(x), "steps": steps}
+        config = {**s, "sizes": sizes, "train_size": len(x), "steps": steps, "ranks": ranks.size}
         n_train, n_test = len(x), len(xt)
         x, xt = net.as_input(x, "x"), net.as_input(xt, "x_test")  # once here, not again in fit
         first = "sparse" if isinstance(x, SparseRows) else "dense"
+        on = f" on {ranks.size} MPI ranks" if ranks.comm is not None else ""
         say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; "
             f"{s['optimizer']} lr {s['lr']:g}, "
-            f"batch {s['batch_size']}, {steps} steps ({per_epoch} per epoch); results in {out}")
+            f"batch {s['batch_size']}, {steps} steps ({per_epoch} per epoch){on}; results in {out}")
         results = Results(out, net, config, source, f"{net} on {source}")
         saved_epoch = [state.epoch if saved is not None else None]
 
         def on_epoch(st):
             every = s["checkpoint_every"]
             if every and (st.epoch % every == 0 or st.step == steps):
-                results.checkpoint(st)
-                results.write(st, "running", params=False)
+                if ranks.root:
+                    results.checkpoint(st)
+                    results.write(st, "running", params=False)
                 saved_epoch[0] = st.epoch
 
         start_step = state.step
@@ -348,27 +443,30 @@ def train(args):
         try:
             history = fit(net, x, t, iters=steps, batch_size=s["batch_size"], lr=s["lr"],
                           optimizer=s["optimizer"], weight_decay=s["weight_decay"], seed=s["seed"],
-                          eval_data=(xt, tt), progress=progress, verbose=True, state=state,
-                          on_epoch=on_epoch, should_stop=stopped)
+                          eval_data=(xt, tt), progress=progress, verbose=ranks.root, state=state,
+                          on_epoch=on_epoch, should_stop=stopped, comm=ranks.comm)
         except TrainingDiverged as e:
             kept = (f"last good checkpoint kept: {ckpt} (epoch {saved_epoch[0]})"
                     if saved_epoch[0] is not None else "no checkpoint was written (use --checkpoint-every)")
-            raise CLIError(f"training diverged: {e}; {kept}; try a smaller --lr") from None
+            raise CLIError(f"training diverged: {e}; {kept}; try a smaller --lr", quiet=not ranks.root) from None
         results.seconds = time.perf_counter() - started
-        if stopped() and state.step < steps:
-            name = signal.Signals(stopped.signum).name
+        signum = ranks.max(stopped.signum or 0)  # under --mpi the signal may have reached one rank only
+        if signum and state.step < steps:
+            name = signal.Signals(signum).name
             if state.step == start_step:
                 say(f"fastbp: interrupted ({name}) before step {start_step + 1}; nothing new to write")
-                return EXIT_ON_SIGNAL[stopped.signum]
-            results.checkpoint(state)
-            results.write(state, "interrupted", signal=name)
-            print(f"fastbp: interrupted ({name}) at step {state.step} of {steps} (epoch {state.epoch}); "
-                  f"wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz; continue with "
-                  f"fastbp train --resume --out {out}", file=sys.stderr, flush=True)
-            return EXIT_ON_SIGNAL[stopped.signum]
-        if saved_epoch[0] != state.epoch:  # every run can be extended with --resume
-            results.checkpoint(state)
-        results.write(state, "finished")
+                return EXIT_ON_SIGNAL[signum]
+            if ranks.root:
+                results.checkpoint(state)
+                results.write(state, "interrupted", signal=name)
+                print(f"fastbp: interrupted ({name}) at step {state.step} of {steps} (epoch {state.epoch}); "
+                      f"wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz; continue with "
+                      f"fastbp train --resume --out {out}", file=sys.stderr, flush=True)
+            return EXIT_ON_SIGNAL[signum]
+        if ranks.root:
+            if saved_epoch[0] != state.epoch:  # every run can be extended with --resume
+                results.checkpoint(state)
+            results.write(state, "finished")
         say(f"fastbp: test accuracy {history['eval_acc'][-1]:.4f} after {steps} steps in "
             f"{results.seconds:.1f} s; wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz")
         return 0
@@ -445,7 +543,8 @@ def main(argv=None):
         args = build_parser().parse_args(argv)
         return train(args)
     except CLIError as e:
-        print(f"fastbp: error: {e}", file=sys.stderr)
+        if not e.quiet:
+            print(f"fastbp: error: {e}", file=sys.stderr)
         return e.status
     except KeyboardInterrupt:  # before the handlers are up, or after they are gone
         print("fastbp: interrupted", file=sys.stderr)

@@ -8,13 +8,19 @@ from fastbp.backend import CHUNK_STEPS, NamedParams
 from fastbp.checks import check_params
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
-from fastbp.kernels.train import Model, Work, train_steps
+from fastbp.kernels.optimizers import optimizer_step
+from fastbp.kernels.train import Model, Work, train_steps, weighted_gradient
 from fastbp.sparse import SparseRows
 
 
 def _rows(x, start, stop):
     """Rows start..stop-1 of dense x, or of SparseRows x as the kernels' Csr batch."""
     return x.batch(start, stop) if isinstance(x, SparseRows) else x[start:stop]
+
+
+def part(x, start, stop):
+    """Rows start..stop-1 of dense x or of SparseRows x, in the same form (no copy)."""
+    return x.part(start, stop) if isinstance(x, SparseRows) else x[start:stop]
 
 
 def _whole(x, backward=False):
@@ -62,6 +68,9 @@ class CpuBackend:
     @property
     def flat_params(self):
         return self.params.flat
+
+    def set_flat(self, values):
+        self.params.flat[...] = values
 
     def workspace(self, n):
         """(acts, deltas) for a batch of n rows (kernels allocate nothing; a few sizes are kept)."""
@@ -132,9 +141,27 @@ class CpuTrainer:
                           first, steps, self.backend.model, optim, t0, self.losses)
         return ran, self.losses
 
-    def accuracy(self, which):
+    def gradient_share(self, red, start, n, weight):
+        # rows order[start:start + n] of this epoch; kernels/train.py: weighted_gradient
+        weighted_gradient(red, self.backend.flat_params, self.work, self.x, self.t, self.order[start:start + n],
+                          self.backend.model, weight)
+
+    def apply(self, grads, optim, step):
+        m = self.backend.model
+        optimizer_step(self.backend.flat_params, grads, self.opt_state, m.offsets, m.sizes, *optim, step)
+
+    def correct(self, which, start=0, stop=None):
         x, t = self.data[which]
-        return float(np.mean(self.backend.classes(x) == t))
+        stop = len(t) if stop is None else stop
+        return int(np.count_nonzero(self.backend.classes(part(x, start, stop)) == t[start:stop]))
+
+    def loss_sum(self, which, start=0, stop=None):
+        x, t = self.data[which]
+        stop = len(t) if stop is None else stop
+        return self.backend.loss(part(x, start, stop), t[start:stop]) * (stop - start) if stop > start else 0.0
+
+    def accuracy(self, which):
+        return self.correct(which) / len(self.data[which][1])
 
     def loss(self, which):
         return self.backend.loss(*self.data[which])

@@ -80,6 +80,9 @@ class CudaBackend:
     def flat_params(self):
         return self.params.flat
 
+    def set_flat(self, values):
+        self.dev.params.copy_to_device(np.ascontiguousarray(values, self.dev.NP))
+
     def logits(self, x):
         out = np.empty((x.shape[0], self.C), self.dev.NP)
         for s in range(0, x.shape[0], self.chunk):
@@ -144,9 +147,36 @@ class CudaTrainer:
         stop = int(self.dev.stop.copy_to_host()[0])
         return (stop - 1 if stop else steps), losses
 
-    def accuracy(self, which):
+    def gradient_share(self, red, start, n, weight):
+        # as CpuTrainer's: rows order[start:start + n] gathered and differentiated on the
+        # device (self.ws is sized for n rows), the gradient and loss read back into red
+        from fastbp.kernels.cuda import config
+        ws, P = self.ws, red.shape[0] - 1
+        ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, self.x, self.t, self.order, start)
+        self.dev.loss_grad(ws, ws.xb, ws.tb, self.losses, 0)
+        self.dev.grads.copy_to_host(red[:P])
+        red[:P] *= red.dtype.type(weight)
+        red[P] = self.losses[:1].copy_to_host()[0] * weight
+
+    def apply(self, grads, optim, step):
+        self.dev.stop.copy_to_device(np.zeros(1, np.int64))  # only finite losses get here
+        self.dev.grads.copy_to_device(grads)
+        self.dev.update(optim, step, self.state)
+
+    def correct(self, which, start=0, stop=None):
         x, _, t = self.data[which]
-        return float(np.mean(self.backend.classes(x) == t))
+        stop = len(t) if stop is None else stop
+        if stop <= start:
+            return 0
+        return int(np.count_nonzero(self.backend.classes(x[start:stop]) == t[start:stop]))
+
+    def loss_sum(self, which, start=0, stop=None):
+        x, t, _ = self.data[which]
+        stop = t.shape[0] if stop is None else stop
+        return self.backend.loss(x[start:stop], t[start:stop]) * (stop - start) if stop > start else 0.0
+
+    def accuracy(self, which):
+        return self.correct(which) / len(self.data[which][2])
 
     def loss(self, which):
         x, t, _ = self.data[which]

@@ -44,7 +44,12 @@ class SparseRows:
 
     @property
     def nnz(self):
-        return int(self.indptr[-1])
+        return int(self.indptr[-1] - self.indptr[0])
+
+    def part(self, start, stop):
+        """Rows start..stop-1 as SparseRows sharing this matrix's arrays (indptr keeps its
+        absolute positions into indices and data)."""
+        return SparseRows(self.indptr[start:stop + 1], self.indices, self.data, self.shape[1])
 
     def __len__(self):
         return self.shape[0]

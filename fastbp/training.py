@@ -71,7 +71,7 @@ def total_steps(n, batch_size, iters=None, epochs=None):
 
 def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimizer="sgd",
         weight_decay=0.0, seed=None, eval_data=None, progress=None, verbose=False, state=None,
-        on_epoch=None, should_stop=None):
+        on_epoch=None, should_stop=None, comm=None):
     """Train `net` in place on x (N, D) dense or scipy.sparse, t (ids or one-hot); returns the history dict.
 
     iters or epochs (default 1 epoch) sets the length; an epoch is N // batch_size
@@ -88,7 +88,48 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
     a bar, a first call that must compile the kernels says so.
     should_stop: a function checked between chunks of steps; when it returns True, fit
     returns early with net and state consistent at the last completed step.
+    comm: an mpi4py communicator: data-parallel training (fastbp/distributed.py). Call fit
+    on every rank with the same network, data and settings; each step's batch_size rows
+    are split over the ranks, one Allreduce sums the gradients, and every rank ends with
+    the parameters a single process would have (to float rounding). Rank 0's parameters
+    and state are the run's; only rank 0 shows progress or prints; should_stop returning
+    True on any rank stops every rank at the same step.
     """
+    if comm is not None:
+        from fastbp import distributed
+        distributed.check_comm(comm)
+        checked = distributed.together(comm, lambda: _checked(net, x, t, eval_data, iters, epochs, batch_size,
+                                                               lr, optimizer, weight_decay, seed))
+        x, t, evals, lr = checked
+        distributed.check_same(comm, {
+            "network": repr(net), "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
+            "weight_decay": weight_decay, "iters": iters, "epochs": epochs, "seed": seed,
+            "x": (x.shape, distributed.fingerprint(x)), "t": distributed.fingerprint(t),
+            "eval_data": evals and (evals[0].shape, distributed.fingerprint(*evals))})
+        state = state if state is not None else TrainState(net, seed)
+        distributed.broadcast_start(comm, net, state)
+        if comm.Get_rank() != 0:
+            progress, verbose = False, False
+    else:
+        x, t, evals, lr = _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer,
+                                   weight_decay, seed)
+    total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
+    state = state if state is not None else TrainState(net, seed)
+    if total < state.step:
+        raise ValueError(f"the run is already at step {state.step}; a length of {total} steps "
+                         f"would move it backwards")
+    if net.device == "cpu":
+        ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
+    if comm is None:
+        return _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_epoch, state,
+                     progress, verbose, on_epoch, should_stop, None)
+    with distributed.abort_on_error(comm, keep=TrainingDiverged):
+        return _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_epoch, state,
+                     progress, verbose, on_epoch, should_stop, comm)
+
+
+def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, weight_decay, seed):
+    """fit's arguments checked and converted: (x, t, (x_eval, t_eval) or None, lr)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
     if net.loss_type != "softmax_ce":
@@ -105,22 +146,25 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
     t = as_labels(t, x.shape[0], net.sizes[-1], "t")
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size {batch_size} is larger than the {x.shape[0]} training samples")
+    evals = None
     if eval_data is not None:
         if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
             raise TypeError("eval_data must be a pair (x_eval, t_eval)")
         xe = net.as_input(eval_data[0], "eval_data[0]")
-        te = as_labels(eval_data[1], xe.shape[0], net.sizes[-1], "eval_data[1]")
-    total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
-    state = state if state is not None else TrainState(net, seed)
-    if total < state.step:
-        raise ValueError(f"the run is already at step {state.step}; a length of {total} steps "
-                         f"would move it backwards")
-    if net.device == "cpu":
-        ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
+        evals = (xe, as_labels(eval_data[1], xe.shape[0], net.sizes[-1], "eval_data[1]"))
+    return x, t, evals, lr
 
+
+def _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_epoch, state, progress,
+          verbose, on_epoch, should_stop, comm):
     optim = Optim(OPTIMIZERS.index(optimizer), float(lr), *OPTIMIZER_HYPER[optimizer], float(weight_decay))
-    evals = (xe, te) if eval_data is not None else None
-    steps = net.backend.trainer(x, t, evals, batch_size, state.opt_state)
+    if comm is None:
+        steps = net.backend.trainer(x, t, evals, batch_size, state.opt_state)
+    else:
+        from fastbp.distributed import DataParallel
+        steps = DataParallel(comm, net.backend, x, t, evals, batch_size, state.opt_state, net.dtype,
+                             net.n_params)
+        should_stop = _any_rank(comm, should_stop)
     hist = state.history
     bar = _bar(progress, total, state.step)
     say = _printer(bar)
@@ -156,8 +200,8 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)
             hist["train_acc"].append(steps.accuracy("train"))
-            hist["eval_acc"].append(steps.accuracy("eval") if eval_data is not None else None)
-            hist["eval_loss"].append(steps.loss("eval") if eval_data is not None else None)
+            hist["eval_acc"].append(steps.accuracy("eval") if evals is not None else None)
+            hist["eval_loss"].append(steps.loss("eval") if evals is not None else None)
             steps.sync_state()
             if bar is not None:
                 bar.set_postfix(loss=f"{hist['epoch_loss'][-1]:.4f}", train_acc=f"{hist['train_acc'][-1]:.4f}",
@@ -172,6 +216,12 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
             bar.close()
     return hist
 
+
+
+def _any_rank(comm, should_stop):
+    """should_stop made collective: True on every rank once it is True on any."""
+    from mpi4py import MPI
+    return lambda: comm.allreduce(bool(should_stop is not None and should_stop()), op=MPI.LOR)
 
 
 def _bar_wanted(progress):

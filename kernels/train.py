@@ -106,3 +106,22 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
             mlp_backward(grads, acts, deltas, params, offsets, sizes, xk, act)
             optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
     return steps
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def weighted_gradient(red, params, work, x, t, rows, model, weight):
+    # One process's share of a data-parallel step (fastbp/distributed.py): red (P + 1,) gets
+    # weight * the gradient of the mean loss over `rows` (n,), then weight * that loss in
+    # red[P]. With weight = n / B the sum of red over the processes is the gradient and loss
+    # of the whole batch of B rows: one Allreduce. work is sized for n rows.
+    grads, acts, deltas, xb, tb = work
+    offsets, sizes, act = model
+    P = params.shape[0]
+    g = red[:P]
+    xk = batch(xb, tb, x, t, rows)
+    loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, tb, act)
+    mlp_backward(g, acts, deltas, params, offsets, sizes, xk, act)
+    w = params.dtype.type(weight)
+    for i in range(P):
+        g[i] *= w
+    red[P] = loss * weight

@@ -95,20 +95,20 @@ class DeviceMLP:
         self.stop afterwards (stop[0] = k + 1 if step k's loss was not finite; the updates
         from that step on were skipped)."""
         self.stop.copy_to_device(np.zeros(1, np.int64))
-        s0, s1 = state[0], state[1]
-        opt, lr, hyper1, hyper2, wd = optim
-        c1, c2 = 1 - hyper1, 1 - hyper2
         for k in range(steps):
             ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)
             self.loss_grad(ws, ws.xb, ws.tb, losses, k)
-            lr_t = adam_lr(lr, hyper1, hyper2, t0 + k + 1) if opt == ADAM else lr
-            self.optimizer_step(opt, lr, lr_t, hyper1, c1, c2, wd, s0, s1)
+            self.update(optim, t0 + k + 1, state)
 
-    def optimizer_step(self, opt, lr, lr_t, mu, c1, c2, wd, s0, s1):
+    def update(self, optim, step, state):
+        """One optimizer update from self.grads (optim as in train_steps; step counts from 1;
+        state (2, P) the optimizer's s0, s1); skipped once self.stop is set."""
         NP = self.NP
+        opt, lr, hyper1, hyper2, wd = optim
+        lr_t = adam_lr(lr, hyper1, hyper2, step) if opt == ADAM else lr
         self._update[self._update_blocks, config.BLOCK](
-            self.params, self.grads, s0, s1, self.decay, self.stop, opt, NP(lr), NP(lr_t),
-            NP(mu), NP(c1), NP(c2), NP(wd))
+            self.params, self.grads, state[0], state[1], self.decay, self.stop, opt, NP(lr), NP(lr_t),
+            NP(hyper1), NP(1 - hyper1), NP(1 - hyper2), NP(wd))
 
     def predict_classes(self, x_dev, chunk):
         """Class ids (N,) int64 on the host for device rows x_dev (N, D0), `chunk` rows a pass."""
