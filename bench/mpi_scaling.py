@@ -100,7 +100,7 @@ def scaling(compute, nbytes, bandwidth, latency, most=4096):
 def model_table(measured):
     """measured: {(sizes, batch): seconds per step of one process}."""
     from fastbp.kernels import layout
-    print("\n| network, batch | bytes reduced / step | one machine ms / step | link | fastest at | "
+    print("\n| network, batch | bytes reduced / step | one machine ms / step | link | fastest with N machines | "
           "its ms / step | last machine count at >= 50% efficiency |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for (sizes, batch), compute in measured.items():
@@ -108,7 +108,7 @@ def model_table(measured):
         for name, bw, lat in LINKS:
             best, t, half = scaling(compute, nbytes, bw, lat)
             print(f"| {'-'.join(map(str, sizes))}, {batch} | {nbytes:,} | {compute * 1e3:.3f} | {name} | "
-                  f"{best} machines | {t * 1e3:.3f} | {half} |")
+                  f"{best} | {t * 1e3:.3f} | {half} |")
 
 
 def main(argv=None):
