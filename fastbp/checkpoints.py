@@ -6,11 +6,10 @@ import numpy as np
 
 from fastbp.files import atomic_savez, load_npz
 from fastbp.network import Network
-from fastbp.training import TrainState
+from fastbp.training import PER_EPOCH as _PER_EPOCH, TrainState
 
 _CKPT_KEYS = ["ckpt_opt_state", "ckpt_rng", "ckpt_step", "ckpt_epoch", "ckpt_loss", "ckpt_epoch_step",
               "ckpt_train_acc", "ckpt_eval_acc", "ckpt_epoch_seconds", "ckpt_config"]
-_PER_EPOCH = ("epoch_step", "epoch_loss", "train_acc", "eval_acc", "eval_loss", "epoch_seconds")
 
 
 def save_checkpoint(path, net, state, config):

@@ -166,11 +166,12 @@ def _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_
                              net.n_params)
         should_stop = _any_rank(comm, should_stop)
     hist = state.history
+    carried = _reopen_cut_epoch(state, per_epoch) if total > state.step else 0.0
     bar = _bar(progress, total, state.step)
     say = _printer(bar)
     try:
         while state.step < total:
-            started = time.perf_counter()
+            started, carried = time.perf_counter() - carried, 0.0
             done = state.step - state.epoch_start  # > 0: continuing an epoch stopped midway
             if state.epoch_rng is None:
                 state.epoch_rng = state.rng.bit_generator.state
@@ -195,7 +196,8 @@ def _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_
                     bar.update(chunk)
                     bar.set_postfix(loss=f"{losses[chunk - 1]:.4f}", refresh=False)
             hist["epoch_loss"].append(float(np.mean(hist["loss"][state.epoch_start:])))
-            state.epoch_rng = None
+            if n_steps == per_epoch:  # an epoch cut short by the run's end keeps its order: see _reopen_cut_epoch
+                state.epoch_rng = None
             state.epoch += 1
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)
@@ -216,6 +218,26 @@ def _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_
             bar.close()
     return hist
 
+
+
+PER_EPOCH = ("epoch_step", "epoch_loss", "train_acc", "eval_acc", "eval_loss", "epoch_seconds")
+
+
+def _reopen_cut_epoch(state, per_epoch):
+    """A run whose length ended it inside an epoch reported that epoch as its last one, and
+    kept the epoch's row order (epoch_rng). A longer run reopens it: its entries leave the
+    history and its steps continue in the same order, so the longer run is bit-identical
+    to one that never stopped. Returns the seconds the cut epoch had taken."""
+    h = state.history
+    ends = h["epoch_step"]
+    if state.epoch_rng is None or not ends or state.step != ends[-1] or \
+            ends[-1] - (ends[-2] if len(ends) > 1 else 0) >= per_epoch:
+        return 0.0
+    state.epoch -= 1
+    seconds = h["epoch_seconds"][-1]
+    for k in PER_EPOCH:
+        h[k].pop()
+    return seconds
 
 
 def _any_rank(comm, should_stop):

@@ -184,6 +184,13 @@ def test_any_finished_run_can_be_extended(tmp_path, cache):
     a = fastbp.Network.load(tmp_path / "whole" / "params.npz")
     b = fastbp.Network.load(tmp_path / "short" / "params.npz")
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    # a run of --iters that ended inside an epoch, extended, continues that epoch's batches
+    fastbp_cli(*common, "--iters", "45", "--out", str(tmp_path / "iters"), cache=cache)
+    fastbp_cli("train", "--resume", "--out", str(tmp_path / "iters"), "--iters", "90", cache=cache)
+    fastbp_cli(*common, "--iters", "90", "--out", str(tmp_path / "iters-whole"), cache=cache)
+    a = fastbp.Network.load(tmp_path / "iters-whole" / "params.npz")
+    b = fastbp.Network.load(tmp_path / "iters" / "params.npz")
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
 
 
 # -- run folders

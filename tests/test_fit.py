@@ -188,6 +188,31 @@ def test_stopping_midway_then_resuming_from_a_checkpoint_is_bit_identical(data, 
     assert h["loss"] == h_whole["loss"] and h["epoch_loss"] == h_whole["epoch_loss"]
 
 
+@pytest.mark.parametrize("cuts", [[20], [20, 70], [120, 130], [50, 170, 200]])  # 120 steps per epoch
+def test_extending_a_run_that_ended_inside_an_epoch_is_bit_identical(data, tmp_path, cuts):
+    # the run's end closes its last epoch early (its accuracies are reported); a longer run
+    # reopens that epoch and continues it in the same row order, through a checkpoint too
+    (x, t), (xe, te) = data
+    kw = dict(batch_size=5, lr=0.01, optimizer="adam", eval_data=(xe, te), seed=9)
+    whole = fastbp.Network([2, 12, 3], seed=2)
+    h_whole = fastbp.fit(whole, x, t, iters=250, **kw)
+    part = fastbp.Network([2, 12, 3], seed=2)
+    state = TrainState(part, 9)
+    for k, cut in enumerate(cuts):
+        h = fastbp.fit(part, x, t, iters=cut, state=state, **kw)
+        assert h["epoch_step"][-1] == cut and len(h["train_acc"]) == state.epoch == cut // 120 + (cut % 120 > 0)
+        assert h["train_acc"][-1] == pytest.approx(part.accuracy(x, t))
+        path = tmp_path / f"ckpt{k}.npz"
+        save_checkpoint(path, part, state, {"run": 1})
+        part, state = load_checkpoint(path, {"run": 1})
+    h = fastbp.fit(part, x, t, iters=250, state=state, **kw)
+    np.testing.assert_array_equal(part.flat_params, whole.flat_params)
+    for key in ("loss", "epoch_step", "epoch_loss", "train_acc", "eval_acc", "eval_loss"):
+        assert h[key] == h_whole[key], key
+    h = fastbp.fit(part, x, t, iters=250, state=state, **kw)  # nothing left to do: nothing reopened
+    assert h["epoch_step"] == h_whole["epoch_step"]
+
+
 def test_history_per_epoch_and_verbose_lines(data, capsys):
     (x, t), (xe, te) = data
     net = fastbp.Network([2, 16, 3], seed=0)
