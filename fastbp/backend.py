@@ -20,6 +20,14 @@ A Trainer runs chunks of compiled training steps:
                       before; stops before a step whose loss is not finite
     accuracy(which), loss(which)   on "train" or "eval"
     sync_state()      the optimizer state back into opt_state (a no-op on the CPU)
+    load_state()      opt_state, changed on the host, to where the steps read it (likewise)
+For fit(comm=...) (distributed.py) a Trainer also gives one rank's part of a step and of
+the accuracy and loss passes:
+    gradient_share(red, start, n, weight)  red (P + 1,) = weight * (gradient, loss) of the
+                      mean loss over rows order[start:start + n] of this epoch
+    apply(grads, optim, step)  one optimizer update from grads (P,); step counts from 1
+    correct(which, start, stop), loss_sum(which, start, stop)  over rows start..stop-1
+A backend also has set_flat(values): the whole flat parameter buffer, assigned.
 """
 from collections.abc import MutableMapping
 

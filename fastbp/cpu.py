@@ -168,3 +168,6 @@ class CpuTrainer:
 
     def sync_state(self):
         pass  # the optimizer state is opt_state itself
+
+    def load_state(self):
+        pass  # the same: opt_state is what the kernels read

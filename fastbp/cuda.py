@@ -184,3 +184,6 @@ class CudaTrainer:
 
     def sync_state(self):
         self.state.copy_to_host(self.opt_state)
+
+    def load_state(self):
+        self.state.copy_to_device(self.opt_state)

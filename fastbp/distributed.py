@@ -22,6 +22,7 @@ import contextlib
 import sys
 import time
 import traceback
+import warnings
 import zlib
 
 import numpy as np
@@ -135,6 +136,7 @@ class DataParallel:
         self.weight = self.n / batch_size
         # the backend's own loop over this rank's rows: its data, buffers and kernels
         self.inner = backend.trainer(x, t, evals, max(self.n, 1), opt_state)
+        self.backend, self.opt_state = backend, opt_state
         self.rows = {"train": len(t), "eval": len(evals[1]) if evals is not None else 0}
         self.red = np.zeros(n_params + 1, dtype)  # the weighted gradient, then the weighted loss
         self.losses = np.empty(CHUNK_STEPS, np.float64)
@@ -171,3 +173,20 @@ class DataParallel:
 
     def sync_state(self):
         self.inner.sync_state()
+
+    def realign(self):
+        """At an epoch's end, after sync_state: the ranks compared (a CRC of parameters and
+        optimizer state). MPICH gives every rank the same Allreduce bits, so they agree;
+        where a library does not, rank 0's are broadcast again, with a warning. (Not in
+        sync_state: that also runs while an exception unwinds, where a collective would hang.)"""
+        flat = np.array(self.backend.flat_params)
+        crcs = self.comm.allgather(fingerprint(flat, self.opt_state))
+        if len(set(crcs)) > 1:
+            if self.comm.Get_rank() == 0:
+                warnings.warn(f"the ranks' parameters differ (ranks {[r for r, c in enumerate(crcs) if c != crcs[0]]} "
+                              f"from rank 0's): this MPI library's Allreduce does not give every rank the same "
+                              f"bits; rank 0's parameters and optimizer state were broadcast again", RuntimeWarning)
+            self.comm.Bcast(flat, root=0)
+            self.comm.Bcast(self.opt_state, root=0)
+            self.backend.set_flat(flat)
+            self.inner.load_state()

@@ -205,6 +205,8 @@ def _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_
             hist["eval_acc"].append(steps.accuracy("eval") if evals is not None else None)
             hist["eval_loss"].append(steps.loss("eval") if evals is not None else None)
             steps.sync_state()
+            if comm is not None:
+                steps.realign()
             if bar is not None:
                 bar.set_postfix(loss=f"{hist['epoch_loss'][-1]:.4f}", train_acc=f"{hist['train_acc'][-1]:.4f}",
                                 eval_acc=hist["eval_acc"][-1] and f"{hist['eval_acc'][-1]:.4f}")
