@@ -27,7 +27,7 @@ EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's
 # lr None: the optimizer's own default (fastbp.kernels.codes.DEFAULT_LR).
 RUN_DEFAULTS = {"dataset": "mnist", "data_dir": None, "download": None, "hidden": [50],
                 "activation": "relu", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
-                "optimizer": "sgd", "weight_decay": 0.0, "dtype": "float32", "device": "cpu",
+                "optimizer": "sgd", "weight_decay": 0.0, "momentum": None, "dtype": "float32", "device": "cpu",
                 "seed": 0, "checkpoint_every": None, "sparse": "auto"}
 DEFAULT_EPOCHS = 10
 # --sparse as the Network's `sparse` policy; not an identity setting: both kernels give the same
@@ -35,7 +35,7 @@ DEFAULT_EPOCHS = 10
 SPARSE_CHOICES = {"auto": "auto", "on": True, "off": False}
 # what makes a run that run: a resume keeps them and refuses a different value
 IDENTITY = ("dataset", "hidden", "activation", "batch_size", "lr", "optimizer", "weight_decay",
-            "dtype", "seed")
+            "momentum", "dtype", "seed")
 
 
 class CLIError(Exception):
@@ -66,7 +66,7 @@ def _number(kind, ok, what):
 
 def build_parser():
     from fastbp import __version__
-    from fastbp.kernels.codes import DEFAULT_LR, HIDDEN_ACTIVATIONS, OPTIMIZERS
+    from fastbp.kernels.codes import DEFAULT_LR, HIDDEN_ACTIVATIONS, OPTIMIZER_HYPER, OPTIMIZERS
     from fastbp.network import DEVICES
 
     positive_int = _number(int, lambda v: v > 0, "positive")
@@ -96,6 +96,8 @@ def build_parser():
                     help="learning rate (default: " +
                     ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     tr.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"(default: {d['optimizer']})")
+    tr.add_argument("--momentum", type=_number(float, lambda v: 0 <= v < 1, "in [0, 1)"),
+                    help=f"for --optimizer momentum or nesterov (default: {OPTIMIZER_HYPER['momentum'][0]:g})")
     tr.add_argument("--weight-decay", type=_number(float, lambda v: v >= 0, ">= 0"),
                     help=f"L2 on the weights (default: {d['weight_decay']:g})")
     tr.add_argument("--dtype", choices=["float32", "float64"], help=f"(default: {d['dtype']})")
@@ -126,12 +128,14 @@ def _flag(key, value):
 def resolve_settings(args, saved=None):
     """The run's settings: RUN_DEFAULTS, then a resumed run's saved ones, then what was given.
     On a resume, a given identity setting that differs from the saved one is a CLIError."""
-    from fastbp.kernels.codes import DEFAULT_LR
+    from fastbp.kernels.codes import DEFAULT_LR, MOMENTUM_OPTIMIZERS, OPTIMIZER_HYPER
 
     given = {k: getattr(args, k) for k in RUN_DEFAULTS if getattr(args, k) is not None}
     settings = dict(RUN_DEFAULTS)
     if saved is not None:
         settings.update({k: saved[k] for k in RUN_DEFAULTS if k in saved})
+        if "momentum" not in saved and saved.get("optimizer") in MOMENTUM_OPTIMIZERS:  # stored before it was
+            settings["momentum"] = OPTIMIZER_HYPER[saved["optimizer"]][0]
         if "hidden" not in saved and "sizes" in saved:  # settings stored before "hidden" was
             settings["hidden"] = list(saved["sizes"][1:-1])
         clash = [f"{_flag(k, given[k])} (the run has {_flag(k, settings[k]).split(' ', 1)[1]})"
@@ -146,6 +150,12 @@ def resolve_settings(args, saved=None):
     settings.update(given)
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
+    if settings["optimizer"] in MOMENTUM_OPTIMIZERS:
+        if settings["momentum"] is None:
+            settings["momentum"] = OPTIMIZER_HYPER[settings["optimizer"]][0]
+    elif settings["momentum"] is not None:
+        raise CLIError(f"--momentum is for --optimizer momentum or nesterov, not {settings['optimizer']}",
+                       USAGE_ERROR)
     if settings["iters"] is None and settings["epochs"] is None:
         settings["epochs"] = DEFAULT_EPOCHS
     return settings
@@ -442,7 +452,8 @@ def _train(args, ranks):
         started = time.perf_counter()
         try:
             history = fit(net, x, t, iters=steps, batch_size=s["batch_size"], lr=s["lr"],
-                          optimizer=s["optimizer"], weight_decay=s["weight_decay"], seed=s["seed"],
+                          optimizer=s["optimizer"], weight_decay=s["weight_decay"], momentum=s["momentum"],
+                          seed=s["seed"],
                           eval_data=(xt, tt), progress=progress, verbose=ranks.root, state=state,
                           on_epoch=on_epoch, should_stop=stopped, comm=ranks.comm)
         except TrainingDiverged as e:

@@ -18,7 +18,7 @@ import numpy as np
 from fastbp.backend import CHUNK_STEPS
 from fastbp.checks import as_labels, check_seed
 from fastbp.compiling import ensure_compiled
-from fastbp.kernels.codes import DEFAULT_LR, OPTIMIZER_HYPER, OPTIMIZERS
+from fastbp.kernels.codes import DEFAULT_LR, MOMENTUM_OPTIMIZERS, OPTIMIZER_HYPER, OPTIMIZERS
 from fastbp.kernels.train import Optim
 from fastbp.network import Network
 
@@ -50,13 +50,22 @@ def _positive_int(v, name):
         raise ValueError(f"{name} must be a positive integer, got {v!r}")
 
 
-def _hyper(lr, weight_decay, optimizer):
+def _hyper(lr, weight_decay, optimizer, momentum):
+    """The optimizer's (hyper1, hyper2), its arguments checked."""
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    hyper = OPTIMIZER_HYPER[optimizer]
+    if momentum is not None:
+        if optimizer not in MOMENTUM_OPTIMIZERS:
+            raise ValueError(f"momentum is for optimizer 'momentum' or 'nesterov', not {optimizer!r}")
+        if not (isinstance(momentum, numbers.Real) and 0 <= momentum < 1):
+            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        hyper = (float(momentum), hyper[1])
     if not (isinstance(lr, numbers.Real) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if not (isinstance(weight_decay, numbers.Real) and math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    return hyper
 
 
 def total_steps(n, batch_size, iters=None, epochs=None):
@@ -70,8 +79,8 @@ def total_steps(n, batch_size, iters=None, epochs=None):
 
 
 def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimizer="sgd",
-        weight_decay=0.0, seed=None, eval_data=None, progress=None, verbose=False, state=None,
-        on_epoch=None, should_stop=None, comm=None):
+        weight_decay=0.0, momentum=None, seed=None, eval_data=None, progress=None, verbose=False,
+        state=None, on_epoch=None, should_stop=None, comm=None):
     """Train `net` in place on x (N, D) dense or scipy.sparse, t (ids or one-hot); returns the history dict.
 
     iters or epochs (default 1 epoch) sets the length; an epoch is N // batch_size
@@ -79,8 +88,9 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
     minibatch loss before that step's update), and per epoch "epoch_step",
     "epoch_loss" (the mean of that epoch's minibatch losses), "train_acc",
     "eval_acc" and "eval_loss" (None without eval_data) and "epoch_seconds".
-    optimizer: sgd, momentum, adagrad or adam; lr None takes the optimizer's
-    default (DEFAULT_LR: 0.1, 0.01, 0.01, 0.001); weight_decay is L2 on the weights.
+    optimizer: sgd, momentum, adagrad, adam or nesterov (Nesterov's momentum); lr None
+    takes the optimizer's default (DEFAULT_LR: 0.1, 0.01, 0.01, 0.001, 0.01);
+    weight_decay is L2 on the weights; momentum (for momentum and nesterov) 0.9 if None.
     Same seed, same thread count: bit-identical parameters. `state` (a TrainState
     from a checkpoint) continues a run; on_epoch(state) is called after each epoch.
     progress: True/False for a tqdm bar, None for one only on a terminal.
@@ -99,11 +109,10 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         from fastbp import distributed
         distributed.check_comm(comm)
         checked = distributed.together(comm, lambda: _checked(net, x, t, eval_data, iters, epochs, batch_size,
-                                                               lr, optimizer, weight_decay, seed))
-        x, t, evals, lr = checked
+                                                               lr, optimizer, weight_decay, momentum, seed))
+        x, t, evals, optim = checked
         distributed.check_same(comm, {
-            "network": repr(net), "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
-            "weight_decay": weight_decay, "iters": iters, "epochs": epochs, "seed": seed,
+            "network": repr(net), "batch_size": batch_size, "optimizer": tuple(optim), "iters": iters, "epochs": epochs, "seed": seed,
             "x": (x.shape, distributed.fingerprint(x)), "t": distributed.fingerprint(t),
             "eval_data": evals and (evals[0].shape, distributed.fingerprint(*evals))})
         state = state if state is not None else TrainState(net, seed)
@@ -111,8 +120,8 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         if comm.Get_rank() != 0:
             progress, verbose = False, False
     else:
-        x, t, evals, lr = _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer,
-                                   weight_decay, seed)
+        x, t, evals, optim = _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer,
+                                      weight_decay, momentum, seed)
     total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
     state = state if state is not None else TrainState(net, seed)
     if total < state.step:
@@ -121,15 +130,15 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
     if net.device == "cpu":
         ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
     if comm is None:
-        return _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_epoch, state,
-                     progress, verbose, on_epoch, should_stop, None)
+        return _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress, verbose, on_epoch,
+                     should_stop, None)
     with distributed.abort_on_error(comm, keep=TrainingDiverged):
-        return _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_epoch, state,
-                     progress, verbose, on_epoch, should_stop, comm)
+        return _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress, verbose, on_epoch,
+                     should_stop, comm)
 
 
-def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, weight_decay, seed):
-    """fit's arguments checked and converted: (x, t, (x_eval, t_eval) or None, lr)."""
+def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, weight_decay, momentum, seed):
+    """fit's arguments checked and converted: (x, t, (x_eval, t_eval) or None, Optim)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
     if net.loss_type != "softmax_ce":
@@ -140,7 +149,7 @@ def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, wei
     _positive_int(batch_size, "batch_size")
     if optimizer in DEFAULT_LR and lr is None:
         lr = DEFAULT_LR[optimizer]
-    _hyper(lr, weight_decay, optimizer)
+    hyper = _hyper(lr, weight_decay, optimizer, momentum)
     check_seed(seed)
     x = net.as_input(x, "x")  # dense, or sparse rows (converted once per fit, not per batch)
     t = as_labels(t, x.shape[0], net.sizes[-1], "t")
@@ -152,12 +161,11 @@ def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, wei
             raise TypeError("eval_data must be a pair (x_eval, t_eval)")
         xe = net.as_input(eval_data[0], "eval_data[0]")
         evals = (xe, as_labels(eval_data[1], xe.shape[0], net.sizes[-1], "eval_data[1]"))
-    return x, t, evals, lr
+    return x, t, evals, Optim(OPTIMIZERS.index(optimizer), float(lr), *hyper, float(weight_decay))
 
 
-def _loop(net, x, t, evals, batch_size, lr, optimizer, weight_decay, total, per_epoch, state, progress,
-          verbose, on_epoch, should_stop, comm):
-    optim = Optim(OPTIMIZERS.index(optimizer), float(lr), *OPTIMIZER_HYPER[optimizer], float(weight_decay))
+def _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress, verbose, on_epoch,
+          should_stop, comm):
     if comm is None:
         steps = net.backend.trainer(x, t, evals, batch_size, state.opt_state)
     else:

@@ -7,6 +7,7 @@ the whole buffer. Weight decay adds wd * p to the gradient.
 
     sgd       p -= lr * g
     momentum  v = mu * v - lr * g;  p += v
+    nesterov  v = mu * v - lr * g;  p += mu * v - lr * g     (Sutskever et al. 2013, as scikit-learn)
     adagrad   h += g * g;  p -= lr * g / (sqrt(h) + 1e-7)
     adam      m += (1 - b1)(g - m);  v += (1 - b2)(g² - v);  p -= lr_t * m / (sqrt(v) + 1e-7)
               with lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t) at step t = 1, 2, ...
@@ -14,7 +15,7 @@ the whole buffer. Weight decay adds wd * p to the gradient.
 import numpy as np
 from numba import njit
 
-from .codes import ADAGRAD, ADAM, MOMENTUM, OPTIMIZERS, SGD  # noqa: F401  (OPTIMIZERS: for callers)
+from .codes import ADAGRAD, ADAM, MOMENTUM, NESTEROV, OPTIMIZERS, SGD  # noqa: F401  (OPTIMIZERS: for callers)
 from .config import CACHE, FASTMATH
 from .layout import param_block
 
@@ -32,6 +33,16 @@ def momentum_update(p, v, g, lr, mu, wd):
     for i in range(p.shape[0]):
         v[i] = mu * v[i] - lr * (g[i] + wd * p[i])
         p[i] += v[i]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def nesterov_update(p, v, g, lr, mu, wd):
+    # the look-ahead step: the new velocity applied once more, as if evaluated ahead of p
+    lr, mu, wd = p.dtype.type(lr), p.dtype.type(mu), p.dtype.type(wd)
+    for i in range(p.shape[0]):
+        gi = g[i] + wd * p[i]
+        v[i] = mu * v[i] - lr * gi
+        p[i] += mu * v[i] - lr * gi
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -63,7 +74,7 @@ def adam_lr(lr, beta1, beta2, t):
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t):
-    # One update of every parameter block. state is (2, n): velocity (momentum), h (adagrad),
+    # One update of every parameter block. state is (2, n): velocity (momentum, nesterov), h (adagrad),
     # m and v (adam). hyper1/hyper2: momentum / (beta1, beta2). t: this step's number, from 1.
     lr_t = lr
     if opt == ADAM:
@@ -79,6 +90,8 @@ def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2
                 sgd_update(p, g, lr, decay)
             elif opt == MOMENTUM:
                 momentum_update(p, s0, g, lr, hyper1, decay)
+            elif opt == NESTEROV:
+                nesterov_update(p, s0, g, lr, hyper1, decay)
             elif opt == ADAGRAD:
                 adagrad_update(p, s0, g, lr, decay)
             else:

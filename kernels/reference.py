@@ -124,6 +124,9 @@ def optimizer_update(p, g, state, opt, lr, hyper1=0.9, hyper2=0.999, wd=0.0, t=1
     if opt == "momentum":
         s[0] = hyper1 * s[0] - lr * g
         return p + s[0], s
+    if opt == "nesterov":
+        s[0] = hyper1 * s[0] - lr * g
+        return p + hyper1 * s[0] - lr * g, s
     if opt == "adagrad":
         s[0] = s[0] + g * g
         return p - lr * g / (np.sqrt(s[0]) + 1e-7), s

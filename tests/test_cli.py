@@ -94,6 +94,8 @@ def test_sparse_on_and_off_train_the_same_network(tmp_path, cache):
     (["train", "--lr", "-1"], 2, "--lr: '-1' must be positive"),
     (["train", "--epochs", "0"], 2, "--epochs: '0' must be positive"),
     (["train", "--weight-decay", "nan"], 2, "must be >= 0"),
+    (["train", "--momentum", "1"], 2, "--momentum: '1' must be in [0, 1)"),
+    (["train", "--momentum", "0.5"], 2, "--momentum is for --optimizer momentum or nesterov, not sgd"),
     (["train", "--iters", "5", "--epochs", "2"], 2, "not allowed with argument"),
     (["train", "--data-dir", "/nonexistent/mnist"], 1, "no such directory"),
     (["train", "--resume"], 1, "--resume needs the --out folder"),
@@ -173,6 +175,24 @@ def test_resume_takes_the_stored_settings_and_names_contradictions(tmp_path, cac
     resumed = json.loads((part / "metrics.json").read_text())
     assert resumed["history"]["loss"] == whole["history"]["loss"]
     assert resumed["config"]["weight_decay"] == 0.01 and resumed["config"]["epochs"] == 4
+
+
+def test_nesterov_with_its_momentum_is_a_stored_setting(tmp_path, cache):
+    common = small_run(tmp_path)[:-5] + ["--no-progress"]  # without --optimizer adam --seed 4
+    out = tmp_path / "run"
+    fastbp_cli(*common, "--optimizer", "nesterov", "--momentum", "0.8", "--epochs", "2", "--out", str(out),
+               cache=cache)
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert (config["optimizer"], config["momentum"], config["lr"]) == ("nesterov", 0.8, 0.01)
+    res = fastbp_cli("train", "--resume", "--out", str(out), "--momentum", "0.9", "--epochs", "3", cache=cache,
+                     check=False)
+    assert res.returncode == 1 and "--momentum 0.9 (the run has 0.8)" in res.stderr
+    fastbp_cli("train", "--resume", "--out", str(out), "--epochs", "3", cache=cache)
+    # the same run through fit: the CLI passes the momentum on
+    x, t = fastbp.datasets.load_mnist(root=str(tmp_path / "data"), download=False)[0]
+    net = fastbp.Network([784, 16, 10], seed=0)
+    fastbp.fit(net, x, t, epochs=3, batch_size=50, optimizer="nesterov", momentum=0.8, seed=0)
+    np.testing.assert_array_equal(fastbp.Network.load(out / "params.npz").flat_params, net.flat_params)
 
 
 def test_any_finished_run_can_be_extended(tmp_path, cache):

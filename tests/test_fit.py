@@ -17,7 +17,7 @@ def data():
 
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 1.0), ("momentum", 0.1), ("adagrad", 0.5),
-                                          ("adam", 0.01)])
+                                          ("adam", 0.01), ("nesterov", 0.1)])
 def test_every_optimizer_learns_the_spiral(data, optimizer, lr):
     (x, t), (xe, te) = data
     net = fastbp.Network([2, 64, 3], seed=0)
@@ -43,6 +43,44 @@ def test_loop_matches_python_steps_exactly(data):
         for key in b.params:
             b.params[key] -= 0.3 * g[key]
     np.testing.assert_allclose(a.flat_params, b.flat_params, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov"])
+def test_momentum_is_settable_and_each_step_is_the_reference_rule(data, optimizer):
+    # the compiled loop = backprop on the permuted minibatch + the NumPy referee's update
+    from fastbp.kernels import reference
+    (x, t), _ = data
+    a = fastbp.Network([2, 8, 3], dtype="float64", seed=3)
+    b = fastbp.Network([2, 8, 3], dtype="float64", seed=3)
+    fastbp.fit(a, x, t, epochs=1, batch_size=50, lr=0.3, optimizer=optimizer, momentum=0.5, weight_decay=0.01,
+               seed=11)
+    order = np.random.default_rng(11).permutation(len(x))
+    velocity = {k: np.zeros((2,) + v.shape) for k, v in b.params.items()}
+    for k in range(len(x) // 50):
+        rows = order[k * 50:(k + 1) * 50]
+        g = b.gradient(x[rows], t[rows])
+        for key in b.params:
+            wd = 0.01 if key.startswith("W") else 0.0
+            b.params[key], velocity[key] = reference.optimizer_update(b.params[key], g[key], velocity[key],
+                                                                      optimizer, 0.3, 0.5, 0.0, wd)
+    np.testing.assert_allclose(a.flat_params, b.flat_params, rtol=1e-12, atol=1e-14)
+    c = fastbp.Network([2, 8, 3], dtype="float64", seed=3)  # the default momentum, 0.9, is another run
+    fastbp.fit(c, x, t, epochs=1, batch_size=50, lr=0.3, optimizer=optimizer, weight_decay=0.01, seed=11)
+    assert not np.allclose(c.flat_params, a.flat_params)
+
+
+def test_nesterov_is_scikit_learns(rng):
+    # the peer: scikit-learn's SGDOptimizer(nesterov=True) on the same gradients
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
+    p_sk = rng.standard_normal(7)
+    sk = SGDOptimizer([p_sk], learning_rate_init=0.05, momentum=0.8, nesterov=True)
+    p, v = p_sk.copy(), np.zeros(7)
+    for _ in range(5):
+        g = rng.standard_normal(7)
+        p_sk += sk._get_updates([g])[0]
+        optimizers.nesterov_update(p, v, g, 0.05, 0.8, 0.0)
+        np.testing.assert_allclose(p, p_sk, rtol=1e-14, atol=1e-15)
 
 
 def test_same_seed_is_bit_identical(data):
@@ -101,6 +139,9 @@ def test_total_steps():
     (dict(lr=0), ValueError, "lr must be"),
     (dict(lr=float("nan")), ValueError, "lr must be"),
     (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+    (dict(optimizer="momentum", momentum=1.0), ValueError, "momentum must be a number in"),
+    (dict(optimizer="nesterov", momentum=-0.1), ValueError, "momentum must be a number in"),
+    (dict(optimizer="adam", momentum=0.5), ValueError, "momentum is for optimizer 'momentum' or 'nesterov'"),
     (dict(weight_decay=-1), ValueError, "weight_decay"),
     (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
     (dict(batch_size=1000), ValueError, "larger than the 600 training samples"),

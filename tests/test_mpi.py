@@ -31,7 +31,7 @@ def mpiexec(n, *args, timeout=300, env=None, cwd=HERE, check=True):
 
 def _case(opt, dtype, **kw):
     c = {"sizes": [6, 5, 3], "dtype": dtype, "optimizer": opt, "lr": {"sgd": 0.1, "momentum": 0.05, "adagrad": 0.05,
-         "adam": 0.01}[opt], "weight_decay": 0.01, "batch_size": 7, "iters": 50, "n": 40, "seed": 3}
+         "adam": 0.01, "nesterov": 0.05}[opt], "weight_decay": 0.01, "batch_size": 7, "iters": 50, "n": 40, "seed": 3}
     return {**c, **kw}
 
 
@@ -41,6 +41,7 @@ CASES = [_case(o, d) for o in ("sgd", "momentum", "adagrad", "adam") for d in ("
     _case("sgd", "float64", batch_size=2, sizes=[6, 5, 4, 3], activation="tanh", weight_decay=0.0),
     _case("adam", "float64", sparse=True, n=41, seed=5),
     _case("momentum", "float64", batch_size=1, iters=20, seed=6),
+    _case("nesterov", "float64", seed=7),
 ]
 TOL = {"float64": 1e-12, "float32": 1e-5}
 

@@ -32,7 +32,7 @@ def test_step_matches_reference_blockwise(rng, opt, dtype, sizes, wd):
     optimizers.optimizer_step(p, g, state, offsets, sz, optimizers.OPTIMIZERS.index(opt), lr, h1, h2,
                               wd, t)
     assert_near(p, expected_p.astype(dtype), dtype)
-    if opt in ("momentum", "adagrad"):
+    if opt in ("momentum", "adagrad", "nesterov"):
         assert_near(state[0], expected_s[0].astype(dtype), dtype)
     if opt == "adam":
         assert_near(state, expected_s.astype(dtype), dtype)

@@ -6,6 +6,7 @@ a multiply-add, so results agree to float32 rounding, not bit for bit):
 
     sgd       p -= lr * g
     momentum  v = mu * v - lr * g;  p += v                       (v in s0)
+    nesterov  v = mu * v - lr * g;  p += mu * v - lr * g          (v in s0)
     adagrad   h += g * g;  p -= lr * g / (sqrt(h) + 1e-7)        (h in s0)
     adam      m += c1 (g - m);  v += c2 (g² - v);  p -= lr_t * m / (sqrt(v) + 1e-7)   (m, v in s0, s1)
 
@@ -20,7 +21,7 @@ from numba import cuda, types
 
 from . import build
 
-from ..codes import ADAGRAD, MOMENTUM, SGD  # Adam is the remaining branch
+from ..codes import ADAGRAD, MOMENTUM, NESTEROV, SGD  # Adam is the remaining branch
 
 
 def source(NP):
@@ -38,6 +39,10 @@ def source(NP):
             v = mu * s0[i] - lr * g
             s0[i] = v
             params[i] = p + v
+        elif opt == NESTEROV:
+            v = mu * s0[i] - lr * g
+            s0[i] = v
+            params[i] = p + (mu * v - lr * g)
         elif opt == ADAGRAD:
             h = s0[i] + g * g
             s0[i] = h

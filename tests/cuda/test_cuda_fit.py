@@ -21,7 +21,7 @@ def _fit(device, x, t, activation="relu", dtype="float32", **kw):
     return net, hist
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adagrad", "adam", "nesterov"])
 def test_fit_matches_cpu(optimizer, rng):
     x, t = _data(rng)
     cpu, hc = _fit("cpu", x, t, iters=5, optimizer=optimizer, weight_decay=0.01)
