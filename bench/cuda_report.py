@@ -131,7 +131,7 @@ def fastbp_steps(sizes, x, t, batch, lr, seed):
     losses of each chunk of CHUNK_STEPS read back): run(k0, n) takes n SGD steps from batch
     k0 of one permutation."""
     net = fastbp.Network(sizes, seed=seed, device="cuda")
-    trainer = net.backend.trainer(x, t.astype(np.int64), None, batch, np.zeros((2, net.n_params), x.dtype))
+    trainer = net.backend.trainer(x, t.astype(np.int64), {}, batch, np.zeros((2, net.n_params), x.dtype))
     trainer.new_epoch(np.random.default_rng(seed).permutation(len(x)).astype(np.int64))
     optim = Optim(SGD, lr, 0.0, 0.0, 0.0)
 

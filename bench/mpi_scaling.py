@@ -44,9 +44,9 @@ def worker(sizes, batch, steps, warmup, data_dir, distributed, out):
     optim = Optim(OPTIMIZERS.index("sgd"), 0.1, *OPTIMIZER_HYPER["sgd"], 0.0)
     if distributed:
         from fastbp.distributed import DataParallel
-        steps_of = DataParallel(comm, net.backend, x, t, None, batch, state.opt_state, net.dtype, net.n_params)
+        steps_of = DataParallel(comm, net.backend, x, t, {}, batch, state.opt_state, net.dtype, net.n_params)
     else:
-        steps_of = net.backend.trainer(x, t, None, batch, state.opt_state)
+        steps_of = net.backend.trainer(x, t, {}, batch, state.opt_state)
     steps_of.new_epoch(state.rng.permutation(len(t)).astype(np.int64))
     steps_of.run(0, warmup, optim, 0)
     comm.Barrier()

@@ -35,7 +35,7 @@ def make_fastbp(sizes, batch, lr=0.1, dtype="float32"):
     the callable's `steps_per_call` says how many steps one call is."""
     net = fastbp.Network(sizes, dtype=dtype, seed=0)
     x, t = data(sizes, batch, net.dtype)
-    trainer = net.backend.trainer(x, t, None, batch, np.zeros((2, net.n_params), net.dtype))
+    trainer = net.backend.trainer(x, t, {}, batch, np.zeros((2, net.n_params), net.dtype))
     trainer.new_epoch(np.tile(np.arange(batch, dtype=np.int64), CHUNK_STEPS))
     optim = Optim(SGD, lr, 0.0, 0.0, 0.0)
 

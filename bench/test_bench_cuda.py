@@ -55,7 +55,7 @@ def test_sgd_steps(benchmark, cuda, sizes, batch):
     n = 10 * batch
     x = rng.random((n, sizes[0]), dtype=np.float32)
     t = rng.integers(0, sizes[-1], n).astype(np.int64)
-    trainer = net.backend.trainer(x, t, None, batch, np.zeros((2, net.n_params), np.float32))
+    trainer = net.backend.trainer(x, t, {}, batch, np.zeros((2, net.n_params), np.float32))
     trainer.new_epoch(rng.permutation(n).astype(np.int64))
     optim = Optim(SGD, 0.01, 0.0, 0.0, 0.0)
 

@@ -11,14 +11,15 @@ the network's dtype, t class ids (N,) int64 (CPU: or MSE targets (N, C)).
     classes(x)        (N,) predicted class ids
     loss(x, t)        the mean loss, a float
     loss_grad(g, x, t)  gradients into the flat host buffer g; returns the loss
-    trainer(x, t, evals, batch_size, opt_state) -> Trainer: fit's loop over one data set
+    trainer(x, t, sets, batch_size, opt_state) -> Trainer: fit's loop over one data set;
+                      sets: the held-out sets by name, {"eval": (x, t), "val": (x, t)} or fewer
 
 A Trainer runs chunks of compiled training steps:
     new_epoch(order)  the epoch's row order (N,) int64
     run(first, steps, optim, t0) -> (completed, losses)  steps first .. first + steps - 1
                       of the epoch with optim (fastbp.kernels.train.Optim); t0 steps came
                       before; stops before a step whose loss is not finite
-    accuracy(which), loss(which)   on "train" or "eval"
+    accuracy(which), loss(which)   on "train" or a name in sets
     sync_state()      the optimizer state back into opt_state (a no-op on the CPU)
     load_state()      opt_state, changed on the host, to where the steps read it (likewise)
 For fit(comm=...) (distributed.py) a Trainer also gives one rank's part of a step and of

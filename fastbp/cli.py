@@ -28,14 +28,16 @@ EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's
 RUN_DEFAULTS = {"dataset": "mnist", "data_dir": None, "download": None, "hidden": [50],
                 "activation": "relu", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
                 "optimizer": "sgd", "weight_decay": 0.0, "momentum": None, "dtype": "float32", "device": "cpu",
-                "seed": 0, "checkpoint_every": None, "sparse": "auto"}
+                "seed": 0, "checkpoint_every": None, "sparse": "auto", "lr_schedule": "constant", "power_t": 0.5,
+                "early_stopping": False, "validation_fraction": 0.1, "patience": 10, "tol": 1e-4}
 DEFAULT_EPOCHS = 10
 # --sparse as the Network's `sparse` policy; not an identity setting: both kernels give the same
 # numbers to float rounding, so a resume may switch
 SPARSE_CHOICES = {"auto": "auto", "on": True, "off": False}
 # what makes a run that run: a resume keeps them and refuses a different value
 IDENTITY = ("dataset", "hidden", "activation", "batch_size", "lr", "optimizer", "weight_decay",
-            "momentum", "dtype", "seed")
+            "momentum", "dtype", "seed", "lr_schedule", "power_t", "early_stopping", "validation_fraction",
+            "patience", "tol")
 
 
 class CLIError(Exception):
@@ -68,6 +70,7 @@ def build_parser():
     from fastbp import __version__
     from fastbp.kernels.codes import DEFAULT_LR, HIDDEN_ACTIVATIONS, OPTIMIZER_HYPER, OPTIMIZERS
     from fastbp.network import DEVICES
+    from fastbp.schedules import SCHEDULES
 
     positive_int = _number(int, lambda v: v > 0, "positive")
     d = RUN_DEFAULTS
@@ -100,6 +103,20 @@ def build_parser():
                     help=f"for --optimizer momentum or nesterov (default: {OPTIMIZER_HYPER['momentum'][0]:g})")
     tr.add_argument("--weight-decay", type=_number(float, lambda v: v >= 0, ">= 0"),
                     help=f"L2 on the weights (default: {d['weight_decay']:g})")
+    tr.add_argument("--lr-schedule", choices=list(SCHEDULES),
+                    help="per epoch, as scikit-learn's MLPs: invscaling lr / (samples seen + 1) ** power_t; "
+                    f"adaptive lr / 5 at each plateau (default: {d['lr_schedule']})")
+    tr.add_argument("--power-t", type=_number(float, lambda v: v >= 0, ">= 0"),
+                    help=f"invscaling's exponent (default: {d['power_t']:g})")
+    tr.add_argument("--early-stopping", action=argparse.BooleanOptionalAction,
+                    help="hold out --validation-fraction of the training images and stop when their accuracy "
+                    "has not improved by --tol for more than --patience epochs (default: off)")
+    tr.add_argument("--validation-fraction", type=_number(float, lambda v: 0 < v < 1, "in (0, 1)"),
+                    help=f"(default: {d['validation_fraction']:g})")
+    tr.add_argument("--patience", type=positive_int,
+                    help=f"epochs without improvement that make a plateau (default: {d['patience']})")
+    tr.add_argument("--tol", type=_number(float, lambda v: v >= 0, ">= 0"),
+                    help=f"the least improvement that counts (default: {d['tol']:g})")
     tr.add_argument("--dtype", choices=["float32", "float64"], help=f"(default: {d['dtype']})")
     tr.add_argument("--device", choices=list(DEVICES), help=f"(default: {d['device']})")
     tr.add_argument("--sparse", choices=list(SPARSE_CHOICES),
@@ -159,6 +176,17 @@ def resolve_settings(args, saved=None):
     if settings["iters"] is None and settings["epochs"] is None:
         settings["epochs"] = DEFAULT_EPOCHS
     return settings
+
+
+def hold_out(x, t, fraction, seed):
+    """(x, t, (x_val, t_val)): ceil(fraction * N) rows drawn by `seed` held out, both parts in
+    their original order."""
+    n_val = math.ceil(fraction * len(x))
+    if not 0 < n_val < len(x):
+        raise CLIError(f"--validation-fraction {fraction:g} leaves no rows to train or to validate on")
+    held = np.zeros(len(x), bool)
+    held[np.random.default_rng(seed).permutation(len(x))[:n_val]] = True
+    return x[~held], t[~held], (x[held], t[held])
 
 
 def load_data(dataset, data_dir, download, say):
@@ -391,6 +419,9 @@ def _train(args, ranks):
         # rank 0 first, so that a download into a shared cache happens once; then the others
         data = ranks.from_root(load, shared=lambda d: None)
         (x, t), (xt, tt), source = ranks.on_every(lambda: data if ranks.root else load())
+        validation = None
+        if s["early_stopping"]:  # rows held out by the run's seed: the same ones on a resume
+            x, t, validation = ranks.on_every(lambda: hold_out(x, t, s["validation_fraction"], s["seed"]))
         if s["batch_size"] > len(x):
             raise CLIError(f"--batch-size {s['batch_size']} is larger than the {len(x)} training images",
                            quiet=not ranks.root)
@@ -432,6 +463,10 @@ def _train(args, ranks):
         x, xt = net.as_input(x, "x"), net.as_input(xt, "x_test")  # once here, not again in fit
         first = "sparse" if isinstance(x, SparseRows) else "dense"
         on = f" on {ranks.size} MPI ranks" if ranks.comm is not None else ""
+        if s["lr_schedule"] != "constant":
+            on += f", {s['lr_schedule']} learning rate"
+        if validation is not None:
+            on += f", early stopping on {len(validation[1])} held-out images"
         say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; "
             f"{s['optimizer']} lr {s['lr']:g}, "
             f"batch {s['batch_size']}, {steps} steps ({per_epoch} per epoch){on}; results in {out}")
@@ -453,7 +488,8 @@ def _train(args, ranks):
         try:
             history = fit(net, x, t, iters=steps, batch_size=s["batch_size"], lr=s["lr"],
                           optimizer=s["optimizer"], weight_decay=s["weight_decay"], momentum=s["momentum"],
-                          seed=s["seed"],
+                          validation_data=validation, lr_schedule=s["lr_schedule"], power_t=s["power_t"],
+                          early_stopping=s["early_stopping"], patience=s["patience"], tol=s["tol"], seed=s["seed"],
                           eval_data=(xt, tt), progress=progress, verbose=ranks.root, state=state,
                           on_epoch=on_epoch, should_stop=stopped, comm=ranks.comm)
         except TrainingDiverged as e:
@@ -478,7 +514,8 @@ def _train(args, ranks):
             if saved_epoch[0] != state.epoch:  # every run can be extended with --resume
                 results.checkpoint(state)
             results.write(state, "finished")
-        say(f"fastbp: test accuracy {history['eval_acc'][-1]:.4f} after {steps} steps in "
+        early = f" (stopped early after epoch {state.stopped_early})" if state.stopped_early else ""
+        say(f"fastbp: test accuracy {history['eval_acc'][-1]:.4f} after {state.step} steps{early} in "
             f"{results.seconds:.1f} s; wrote {out}/params.npz, metrics.json, curves.png, checkpoint.npz")
         return 0
 
@@ -503,12 +540,13 @@ class Results:
         h = state.history
         if params:
             self.net.save(self.path("params.npz"))
-        metrics = {"status": status, "step": state.step, "epoch": state.epoch,
+        metrics = {"status": status, "step": state.step, "epoch": state.epoch, "stopped_early": state.stopped_early,
                    "config": self.config, "data": self.source, "seconds": self.seconds,
                    "final": None, "history": h}
         if h["epoch_step"]:  # the last completed epoch's numbers
             metrics["final"] = {"epoch": state.epoch, "loss": h["epoch_loss"][-1],
                                 "train_acc": h["train_acc"][-1], "test_acc": h["eval_acc"][-1],
+                                "val_acc": h["val_acc"][-1],
                                 "test_loss": h["eval_loss"][-1]}
         if signal is not None:
             metrics["interrupted"] = {"step": state.step, "signal": signal,
@@ -538,6 +576,8 @@ def plot_curves(path, history, title):
     b.plot(epochs, history["train_acc"], "o-", ms=3, label="train")
     if any(v is not None for v in history["eval_acc"]):
         b.plot(epochs, history["eval_acc"], "s-", ms=3, label="test")
+    if any(v is not None for v in history.get("val_acc", [])):
+        b.plot(epochs, history["val_acc"], "^-", ms=3, label="validation")
     b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     b.grid(alpha=0.3)

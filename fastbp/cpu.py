@@ -113,21 +113,21 @@ class CpuBackend:
         m = self.model
         return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, _whole(x, True), t, m.act)
 
-    def trainer(self, x, t, evals, batch_size, opt_state):
-        return CpuTrainer(self, x, t, evals, batch_size, opt_state)
+    def trainer(self, x, t, sets, batch_size, opt_state):
+        return CpuTrainer(self, x, t, sets, batch_size, opt_state)
 
 
 class CpuTrainer:
     """The compiled loop (kernels/train.py) over host buffers; opt_state is updated in place.
     x dense (N, D0), or SparseRows: then a minibatch is a list of its rows, never a copy."""
 
-    def __init__(self, backend, x, t, evals, batch_size, opt_state):
+    def __init__(self, backend, x, t, sets, batch_size, opt_state):
         self.backend, self.t, self.opt_state = backend, t, opt_state
         if isinstance(x, SparseRows):  # the loop swaps each batch's rows into this Csr
             self.x, xb_rows = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), 1
         else:  # dense batches are gathered into a (batch_size, D0) buffer
             self.x, xb_rows = x, batch_size
-        self.data = {"train": (x, t), "eval": evals}
+        self.data = {"train": (x, t), **sets}
         acts, deltas = backend.workspace(batch_size)
         self.work = Work(np.empty_like(backend.flat_params), acts, deltas,
                          np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty(batch_size, np.int64))

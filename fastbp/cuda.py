@@ -117,22 +117,22 @@ class CudaBackend:
         self.dev.grads.copy_to_host(grads)
         return float(losses.copy_to_host()[0])
 
-    def trainer(self, x, t, evals, batch_size, opt_state):
-        return CudaTrainer(self, x, t, evals, batch_size, opt_state)
+    def trainer(self, x, t, sets, batch_size, opt_state):
+        return CudaTrainer(self, x, t, sets, batch_size, opt_state)
 
 
 class CudaTrainer:
     """The same loop on the GPU (kernels/cuda/mlp.py): the data sets are uploaded once, each
     epoch's row order once; the host reads back a chunk's losses and the stop flag."""
 
-    def __init__(self, backend, x, t, evals, batch_size, opt_state):
+    def __init__(self, backend, x, t, sets, batch_size, opt_state):
         cuda = self.cuda = backend.cuda
         self.backend, self.dev, self.opt_state = backend, backend.dev, opt_state
         self.x, self.t = cuda.to_device(x), cuda.to_device(t)
         # device rows and labels; the accuracy passes compare on the host
         self.data = {"train": (self.x, self.t, t)}
-        if evals is not None:
-            self.data["eval"] = (cuda.to_device(evals[0]), cuda.to_device(evals[1]), evals[1])
+        for name, (xs, ts) in sets.items():
+            self.data[name] = (cuda.to_device(xs), cuda.to_device(ts), ts)
         self.state = cuda.to_device(opt_state)
         self.ws = self.dev.workspace(batch_size)
         self.losses = cuda.device_array(CHUNK_STEPS, np.float64)

@@ -125,7 +125,7 @@ class DataParallel:
     """fit's Trainer (backend.py) with each step split over comm's ranks. reduce_seconds:
     the time spent in the step's Allreduce, waiting for the slowest rank included."""
 
-    def __init__(self, comm, backend, x, t, evals, batch_size, opt_state, dtype, n_params):
+    def __init__(self, comm, backend, x, t, sets, batch_size, opt_state, dtype, n_params):
         from mpi4py import MPI
         self.comm, self.SUM = comm, MPI.SUM
         self.IN_PLACE = MPI.IN_PLACE
@@ -135,9 +135,9 @@ class DataParallel:
         self.n = hi - self.lo
         self.weight = self.n / batch_size
         # the backend's own loop over this rank's rows: its data, buffers and kernels
-        self.inner = backend.trainer(x, t, evals, max(self.n, 1), opt_state)
+        self.inner = backend.trainer(x, t, sets, max(self.n, 1), opt_state)
         self.backend, self.opt_state = backend, opt_state
-        self.rows = {"train": len(t), "eval": len(evals[1]) if evals is not None else 0}
+        self.rows = {"train": len(t), **{name: len(ts) for name, (_, ts) in sets.items()}}
         self.red = np.zeros(n_params + 1, dtype)  # the weighted gradient, then the weighted loss
         self.losses = np.empty(CHUNK_STEPS, np.float64)
         self.reduce_seconds, self.reduced_steps = 0.0, 0

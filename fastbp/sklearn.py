@@ -42,6 +42,7 @@ from fastbp.kernels.sk_solvers import Solver, sk_epoch, sk_loss_grad
 from fastbp.cpu import CpuBackend, _whole
 from fastbp.kernels.train import Model
 from fastbp.network import PREDICT_CHUNK
+from fastbp.schedules import invscaling, on_plateau, plateau_step
 from fastbp.sparse import SparseRows, as_input, check_policy
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -337,7 +338,7 @@ class _BaseMLP(BaseEstimator):
                 self._update_no_improvement_count(X_val if self.early_stopping else None,
                                                   y_val if self.early_stopping else None)
                 if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                    self._lr = invscaling(float(self.learning_rate_init), self.t_, self.power_t)
                 if self._no_improvement_count > self.n_iter_no_change:
                     what = "Validation score did not improve" if self.early_stopping else \
                         "Training loss did not improve"
@@ -358,16 +359,14 @@ class _BaseMLP(BaseEstimator):
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
 
     def _trigger_stopping(self, msg):
-        # scikit-learn's rule: adaptive sgd divides the rate by 5 until it is at most 1e-6
-        if self.solver != "sgd" or self.learning_rate != "adaptive":
+        # fastbp.schedules: adaptive sgd divides the rate by 5 until it is at most 1e-6
+        lr = on_plateau(self.learning_rate if self.solver == "sgd" else "constant", self._lr)
+        if lr is None:
             if self.verbose:
-                print(msg + " Stopping.")
+                small = " Learning rate too small." if self.solver == "sgd" and self.learning_rate == "adaptive" else ""
+                print(msg + small + " Stopping.")
             return True
-        if self._lr <= 1e-6:
-            if self.verbose:
-                print(msg + " Learning rate too small. Stopping.")
-            return True
-        self._lr /= 5.0
+        self._lr = lr
         if self.verbose:
             print(msg + f" Setting learning rate to {self._lr:f}")
         return False
@@ -377,22 +376,16 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_.append(self._score(X_val, y_val))
             if self.verbose:
                 print(f"Validation score: {self.validation_scores_[-1]:f}")
-            last = self.validation_scores_[-1]
-            if last < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if last > self.best_validation_score_:
-                self.best_validation_score_ = last
+            last, before = self.validation_scores_[-1], self.best_validation_score_
+            self.best_validation_score_, self._no_improvement_count = plateau_step(
+                last, before, self._no_improvement_count, self.tol)
+            if last > before:
                 self._best_coefs = [c.copy() for c in self.coefs_]
                 self._best_intercepts = [i.copy() for i in self.intercepts_]
-        else:
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
+        else:  # the score is minus the loss
+            best, self._no_improvement_count = plateau_step(-self.loss_curve_[-1], -self.best_loss_,
+                                                            self._no_improvement_count, self.tol)
+            self.best_loss_ = -best
 
     def _score(self, X, y):
         y_pred = self._predict(X, check_input=False)

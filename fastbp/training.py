@@ -12,6 +12,7 @@ import math
 import numbers
 import sys
 import time
+from collections import namedtuple
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from fastbp.compiling import ensure_compiled
 from fastbp.kernels.codes import DEFAULT_LR, MOMENTUM_OPTIMIZERS, OPTIMIZER_HYPER, OPTIMIZERS
 from fastbp.kernels.train import Optim
 from fastbp.network import Network
+from fastbp.schedules import MIN_ADAPTIVE_LR, replay, schedule
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or Inf; the step and the last good state are in the message."""
@@ -36,7 +38,8 @@ class TrainState:
         self.epoch = 0
         self.epoch_rng = None  # the Generator's state before the current epoch drew its order; None between epochs
         self.history = {"loss": [], "epoch_step": [], "epoch_loss": [], "train_acc": [],
-                        "eval_acc": [], "eval_loss": [], "epoch_seconds": []}
+                        "eval_acc": [], "eval_loss": [], "val_acc": [], "epoch_seconds": []}
+        self.stopped_early = None  # the epoch after which fit's schedule ended training
 
     @property
     def epoch_start(self):
@@ -79,18 +82,26 @@ def total_steps(n, batch_size, iters=None, epochs=None):
 
 
 def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimizer="sgd",
-        weight_decay=0.0, momentum=None, seed=None, eval_data=None, progress=None, verbose=False,
-        state=None, on_epoch=None, should_stop=None, comm=None):
+        weight_decay=0.0, momentum=None, seed=None, eval_data=None, validation_data=None,
+        lr_schedule="constant", power_t=0.5, early_stopping=False, patience=10, tol=1e-4,
+        progress=None, verbose=False, state=None, on_epoch=None, should_stop=None, comm=None):
     """Train `net` in place on x (N, D) dense or scipy.sparse, t (ids or one-hot); returns the history dict.
 
     iters or epochs (default 1 epoch) sets the length; an epoch is N // batch_size
     steps over one fresh permutation of the rows. history: "loss" per step (the
     minibatch loss before that step's update), and per epoch "epoch_step",
     "epoch_loss" (the mean of that epoch's minibatch losses), "train_acc",
-    "eval_acc" and "eval_loss" (None without eval_data) and "epoch_seconds".
+    "eval_acc" and "eval_loss" (None without eval_data), "val_acc" (None without
+    validation_data) and "epoch_seconds".
     optimizer: sgd, momentum, adagrad, adam or nesterov (Nesterov's momentum); lr None
     takes the optimizer's default (DEFAULT_LR: 0.1, 0.01, 0.01, 0.001, 0.01);
     weight_decay is L2 on the weights; momentum (for momentum and nesterov) 0.9 if None.
+    lr_schedule, power_t, early_stopping, patience, tol: scikit-learn's per-epoch rules
+    (fastbp/schedules.py): "constant"; "invscaling", lr / (samples seen + 1) ** power_t;
+    "adaptive", lr / 5 each time the score has not improved by tol for more than
+    `patience` epochs. The score is the accuracy on validation_data (rows held out from
+    x) with early_stopping, which then ends training at such a plateau; else minus the
+    epoch's mean loss. A run that stopped early has state.stopped_early set (its epoch).
     Same seed, same thread count: bit-identical parameters. `state` (a TrainState
     from a checkpoint) continues a run; on_epoch(state) is called after each epoch.
     progress: True/False for a tqdm bar, None for one only on a terminal.
@@ -105,23 +116,27 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
     and state are the run's; only rank 0 shows progress or prints; should_stop returning
     True on any rank stops every rank at the same step.
     """
+    def checked():
+        x_, t_, sets, optim = _checked(net, x, t, eval_data, validation_data, iters, epochs, batch_size, lr,
+                                       optimizer, weight_decay, momentum, seed)
+        sched = schedule(lr_schedule, power_t, early_stopping, patience, tol, "val" in sets)
+        return x_, t_, sets, optim, sched
+
     if comm is not None:
         from fastbp import distributed
         distributed.check_comm(comm)
-        checked = distributed.together(comm, lambda: _checked(net, x, t, eval_data, iters, epochs, batch_size,
-                                                               lr, optimizer, weight_decay, momentum, seed))
-        x, t, evals, optim = checked
+        x, t, sets, optim, sched = distributed.together(comm, checked)
         distributed.check_same(comm, {
-            "network": repr(net), "batch_size": batch_size, "optimizer": tuple(optim), "iters": iters, "epochs": epochs, "seed": seed,
+            "network": repr(net), "batch_size": batch_size, "optimizer": tuple(optim), "schedule": tuple(sched),
+            "iters": iters, "epochs": epochs, "seed": seed,
             "x": (x.shape, distributed.fingerprint(x)), "t": distributed.fingerprint(t),
-            "eval_data": evals and (evals[0].shape, distributed.fingerprint(*evals))})
+            **{name: (xs.shape, distributed.fingerprint(xs, ts)) for name, (xs, ts) in sets.items()}})
         state = state if state is not None else TrainState(net, seed)
         distributed.broadcast_start(comm, net, state)
         if comm.Get_rank() != 0:
             progress, verbose = False, False
     else:
-        x, t, evals, optim = _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer,
-                                      weight_decay, momentum, seed)
+        x, t, sets, optim, sched = checked()
     total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
     state = state if state is not None else TrainState(net, seed)
     if total < state.step:
@@ -129,16 +144,27 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
                          f"would move it backwards")
     if net.device == "cpu":
         ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
+    run = Run(x, t, sets, batch_size, optim, sched, total, per_epoch)
     if comm is None:
-        return _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress, verbose, on_epoch,
-                     should_stop, None)
+        return _loop(net, run, state, progress, verbose, on_epoch, should_stop, None)
     with distributed.abort_on_error(comm, keep=TrainingDiverged):
-        return _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress, verbose, on_epoch,
-                     should_stop, comm)
+        return _loop(net, run, state, progress, verbose, on_epoch, should_stop, comm)
 
 
-def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, weight_decay, momentum, seed):
-    """fit's arguments checked and converted: (x, t, (x_eval, t_eval) or None, Optim)."""
+# what one fit call trains on and how, checked
+Run = namedtuple("Run", "x t sets batch_size optim sched total per_epoch")
+
+
+def _held_out(net, data, name):
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"{name} must be a pair (x, t)")
+    xs = net.as_input(data[0], f"{name}[0]")
+    return xs, as_labels(data[1], xs.shape[0], net.sizes[-1], f"{name}[1]")
+
+
+def _checked(net, x, t, eval_data, validation_data, iters, epochs, batch_size, lr, optimizer, weight_decay,
+             momentum, seed):
+    """fit's arguments checked and converted: (x, t, {"eval": ..., "val": ...} of those given, Optim)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
     if net.loss_type != "softmax_ce":
@@ -155,30 +181,35 @@ def _checked(net, x, t, eval_data, iters, epochs, batch_size, lr, optimizer, wei
     t = as_labels(t, x.shape[0], net.sizes[-1], "t")
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size {batch_size} is larger than the {x.shape[0]} training samples")
-    evals = None
-    if eval_data is not None:
-        if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
-            raise TypeError("eval_data must be a pair (x_eval, t_eval)")
-        xe = net.as_input(eval_data[0], "eval_data[0]")
-        evals = (xe, as_labels(eval_data[1], xe.shape[0], net.sizes[-1], "eval_data[1]"))
-    return x, t, evals, Optim(OPTIMIZERS.index(optimizer), float(lr), *hyper, float(weight_decay))
+    sets = {name: _held_out(net, data, arg) for name, data, arg in
+            (("eval", eval_data, "eval_data"), ("val", validation_data, "validation_data")) if data is not None}
+    return x, t, sets, Optim(OPTIMIZERS.index(optimizer), float(lr), *hyper, float(weight_decay))
 
 
-def _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress, verbose, on_epoch,
-          should_stop, comm):
+def _loop(net, run, state, progress, verbose, on_epoch, should_stop, comm):
+    x, sets, per_epoch = run.x, run.sets, run.per_epoch
     if comm is None:
-        steps = net.backend.trainer(x, t, evals, batch_size, state.opt_state)
+        steps = net.backend.trainer(x, run.t, sets, run.batch_size, state.opt_state)
     else:
         from fastbp.distributed import DataParallel
-        steps = DataParallel(comm, net.backend, x, t, evals, batch_size, state.opt_state, net.dtype,
+        steps = DataParallel(comm, net.backend, x, run.t, sets, run.batch_size, state.opt_state, net.dtype,
                              net.n_params)
         should_stop = _any_rank(comm, should_stop)
+    total = run.total
     hist = state.history
     carried = _reopen_cut_epoch(state, per_epoch) if total > state.step else 0.0
     bar = _bar(progress, total, state.step)
     say = _printer(bar)
+    state.stopped_early = None
     try:
         while state.step < total:
+            lr = replay(hist, run.optim.lr, run.sched, run.batch_size)
+            if lr is None:
+                state.stopped_early = state.epoch
+                if verbose:
+                    say(f"stopping after epoch {state.epoch}: " + _plateau_reason(run.sched))
+                break
+            optim = run.optim._replace(lr=lr)
             started, carried = time.perf_counter() - carried, 0.0
             done = state.step - state.epoch_start  # > 0: continuing an epoch stopped midway
             if state.epoch_rng is None:
@@ -210,8 +241,9 @@ def _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)
             hist["train_acc"].append(steps.accuracy("train"))
-            hist["eval_acc"].append(steps.accuracy("eval") if evals is not None else None)
-            hist["eval_loss"].append(steps.loss("eval") if evals is not None else None)
+            hist["eval_acc"].append(steps.accuracy("eval") if "eval" in sets else None)
+            hist["eval_loss"].append(steps.loss("eval") if "eval" in sets else None)
+            hist["val_acc"].append(steps.accuracy("val") if "val" in sets else None)
             steps.sync_state()
             if comm is not None:
                 steps.realign()
@@ -230,7 +262,7 @@ def _loop(net, x, t, evals, batch_size, optim, total, per_epoch, state, progress
 
 
 
-PER_EPOCH = ("epoch_step", "epoch_loss", "train_acc", "eval_acc", "eval_loss", "epoch_seconds")
+PER_EPOCH = ("epoch_step", "epoch_loss", "train_acc", "eval_acc", "eval_loss", "val_acc", "epoch_seconds")
 
 
 def _reopen_cut_epoch(state, per_epoch):
@@ -248,6 +280,14 @@ def _reopen_cut_epoch(state, per_epoch):
     for k in PER_EPOCH:
         h[k].pop()
     return seconds
+
+
+def _plateau_reason(sched):
+    what = "validation accuracy" if sched.early_stopping else "training loss"
+    plateau = f"no improvement by tol={sched.tol:g} for more than {sched.patience} epochs"
+    if sched.name == "adaptive":
+        return f"{what}: {plateau}, with the learning rate already at or below {MIN_ADAPTIVE_LR:g}"
+    return f"{what}: {plateau}"
 
 
 def _any_rank(comm, should_stop):
@@ -282,6 +322,8 @@ def epoch_line(state):
             f"train acc {h['train_acc'][-1]:.4f}")
     if h["eval_acc"][-1] is not None:
         line += f"  eval acc {h['eval_acc'][-1]:.4f}  eval loss {h['eval_loss'][-1]:.4f}"
+    if h["val_acc"][-1] is not None:
+        line += f"  val acc {h['val_acc'][-1]:.4f}"
     return line + f"  ({h['epoch_seconds'][-1]:.2f} s)"
 
 

@@ -3,6 +3,13 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def fit_keywords(c, xe, te):
+    kw = dict(c.get("fit", {}))
+    if kw.get("early_stopping"):
+        kw["validation_data"] = (xe, te)
+    return kw
+
+
 def case_data(c):
     """(x, t, x_eval, t_eval) for case c: n rows of sizes[0] features, 70% zeros, sizes[-1]
     classes; x is CSR when c["sparse"]."""

@@ -3,7 +3,8 @@
     mpiexec -n R python tests/mpi_fit.py CASES.json OUT_PREFIX
 
 Each case: sizes, dtype, optimizer, lr, weight_decay, batch_size, iters, n (rows), seed,
-sparse (train on a scipy CSR), device. The data comes from tests/mpi_data.py (the same on
+sparse (train on a scipy CSR), device, fit (more keywords for fit; with early_stopping the
+eval rows are also the validation rows). The data comes from tests/mpi_data.py (the same on
 every rank). Every rank writes OUT_PREFIX.rank<R>.npz: per case its final flat parameters,
 losses, accuracies, and the seconds its Allreduces took.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from mpi4py import MPI
 
 import fastbp
-from mpi_data import case_data
+from mpi_data import case_data, fit_keywords
 
 
 def main(cases_path, prefix):
@@ -31,7 +32,7 @@ def main(cases_path, prefix):
                              device=c.get("device", "cpu"), activation=c.get("activation", "relu"))
         h = fastbp.fit(net, x, t, iters=c["iters"], batch_size=c["batch_size"], lr=c["lr"],
                        optimizer=c["optimizer"], weight_decay=c["weight_decay"], seed=c["seed"],
-                       eval_data=(xe, te), progress=False, comm=comm)
+                       eval_data=(xe, te), progress=False, comm=comm, **fit_keywords(c, xe, te))
         out[f"{k}_params"] = np.array(net.flat_params)
         out[f"{k}_loss"] = np.array(h["loss"])
         out[f"{k}_acc"] = np.array([h["train_acc"], h["eval_acc"], h["eval_loss"]], np.float64)

@@ -95,6 +95,9 @@ def test_sparse_on_and_off_train_the_same_network(tmp_path, cache):
     (["train", "--epochs", "0"], 2, "--epochs: '0' must be positive"),
     (["train", "--weight-decay", "nan"], 2, "must be >= 0"),
     (["train", "--momentum", "1"], 2, "--momentum: '1' must be in [0, 1)"),
+    (["train", "--lr-schedule", "cosine"], 2, "invalid choice: 'cosine'"),
+    (["train", "--validation-fraction", "1"], 2, "--validation-fraction: '1' must be in (0, 1)"),
+    (["train", "--patience", "0"], 2, "--patience: '0' must be positive"),
     (["train", "--momentum", "0.5"], 2, "--momentum is for --optimizer momentum or nesterov, not sgd"),
     (["train", "--iters", "5", "--epochs", "2"], 2, "not allowed with argument"),
     (["train", "--data-dir", "/nonexistent/mnist"], 1, "no such directory"),
@@ -193,6 +196,33 @@ def test_nesterov_with_its_momentum_is_a_stored_setting(tmp_path, cache):
     net = fastbp.Network([784, 16, 10], seed=0)
     fastbp.fit(net, x, t, epochs=3, batch_size=50, optimizer="nesterov", momentum=0.8, seed=0)
     np.testing.assert_array_equal(fastbp.Network.load(out / "params.npz").flat_params, net.flat_params)
+
+
+def test_early_stopping_holds_out_images_stops_at_a_plateau_and_stays_stopped(tmp_path, cache):
+    common = small_run(tmp_path)
+    out = tmp_path / "run"
+    # tol 10: no epoch improves by that much, so with patience 1 the third epoch ends it
+    args = ["--early-stopping", "--validation-fraction", "0.2", "--patience", "1", "--tol", "10",
+            "--lr-schedule", "invscaling", "--power-t", "0.1"]
+    res = fastbp_cli(*common, *args, "--epochs", "20", "--out", str(out), cache=cache)
+    assert "early stopping on 60 held-out images" in res.stdout and "stopped early after epoch 3" in res.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped_early"] == 3 and metrics["status"] == "finished" and metrics["step"] == 12
+    assert len(metrics["history"]["val_acc"]) == 3 and metrics["final"]["val_acc"] is not None
+    # the same as fit on the 240 rows the seed leaves for training, validated on the other 60
+    (x, t), _ = fastbp.datasets.load_mnist(root=str(tmp_path / "data"), download=False)
+    held = np.zeros(300, bool)
+    held[np.random.default_rng(4).permutation(300)[:60]] = True
+    net = fastbp.Network([784, 16, 10], seed=4)
+    fastbp.fit(net, x[~held], t[~held], epochs=20, batch_size=50, optimizer="adam", seed=4, lr_schedule="invscaling",
+               power_t=0.1, early_stopping=True, validation_data=(x[held], t[held]), patience=1, tol=10.0)
+    np.testing.assert_array_equal(fastbp.Network.load(out / "params.npz").flat_params, net.flat_params)
+    # a resume decides the same from the stored history: nothing more to train
+    res = fastbp_cli("train", "--resume", "--out", str(out), "--epochs", "30", cache=cache)
+    assert "stopped early after epoch 3" in res.stdout
+    assert json.loads((out / "metrics.json").read_text())["step"] == 12
+    res = fastbp_cli("train", "--resume", "--out", str(out), "--patience", "5", cache=cache, check=False)
+    assert res.returncode == 1 and "--patience 5 (the run has 1)" in res.stderr
 
 
 def test_any_finished_run_can_be_extended(tmp_path, cache):

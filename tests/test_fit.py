@@ -317,3 +317,72 @@ def test_unscaled_integer_pixels_warn_once(monkeypatch):
         warnings.simplefilter("error")
         net.predict(np.array([[0, 1, 1, 0]], np.uint8))  # binary input is fine
         net.predict(np.array([[0.0, 255.0, 3.0, 1.0]]))  # floats are the user's choice
+
+
+# -- learning-rate schedules and early stopping (fastbp/schedules.py: scikit-learn's rules)
+
+def _epochs_one_by_one(data, rates, **kw):
+    """The same run as fit with a schedule, one fit call per epoch at a constant rate each."""
+    (x, t), _ = data
+    net = fastbp.Network([2, 12, 3], seed=2, dtype="float64")
+    state = TrainState(net, 9)
+    for e, lr in enumerate(rates, 1):
+        fastbp.fit(net, x, t, epochs=e, batch_size=40, lr=lr, seed=9, state=state, **kw)
+    return net, state
+
+
+def test_invscaling_and_adaptive_rates_are_the_epochs_rates(data):
+    (x, t), _ = data
+    lr, B, per_epoch = 0.2, 40, 15
+    net = fastbp.Network([2, 12, 3], seed=2, dtype="float64")
+    fastbp.fit(net, x, t, epochs=4, batch_size=B, lr=lr, seed=9, lr_schedule="invscaling", power_t=0.25)
+    rates = [lr] + [lr / (e * per_epoch * B + 1) ** 0.25 for e in (1, 2, 3)]
+    ref, _ = _epochs_one_by_one(data, rates)
+    np.testing.assert_array_equal(net.flat_params, ref.flat_params)
+    # tol 10: no epoch improves on the best by 10, so every epoch but the first counts; with
+    # patience 1 the third epoch ends a plateau: lr / 5 from the 4th, lr / 25 from the 6th
+    net = fastbp.Network([2, 12, 3], seed=2, dtype="float64")
+    fastbp.fit(net, x, t, epochs=7, batch_size=B, lr=lr, seed=9, lr_schedule="adaptive", patience=1, tol=10.0)
+    ref, _ = _epochs_one_by_one(data, [lr] * 3 + [lr / 5] * 2 + [lr / 25] * 2)
+    np.testing.assert_array_equal(net.flat_params, ref.flat_params)
+
+
+def test_early_stopping_ends_at_a_plateau_of_validation_accuracy_and_stays_ended(data, tmp_path):
+    (x, t), (xe, te) = data
+    kw = dict(batch_size=40, lr=0.2, seed=9, validation_data=(xe[:50], te[:50]), early_stopping=True,
+              patience=1, tol=10.0)
+    net = fastbp.Network([2, 12, 3], seed=2, dtype="float64")
+    state = TrainState(net, 9)
+    h = fastbp.fit(net, x, t, epochs=20, state=state, **kw)
+    assert state.stopped_early == 3 and state.step == 45 and len(h["val_acc"]) == 3
+    assert h["val_acc"][-1] == net.accuracy(xe[:50], te[:50])
+    ref, _ = _epochs_one_by_one(data, [0.2] * 3)
+    np.testing.assert_array_equal(net.flat_params, ref.flat_params)
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, net, state, {})
+    net, state = load_checkpoint(path)  # a resume decides the same from the history alone
+    h = fastbp.fit(net, x, t, epochs=20, state=state, **kw)
+    assert state.stopped_early == 3 and state.step == 45
+    # the adaptive schedule lowers the rate at a plateau instead, while it is above 1e-6
+    net = fastbp.Network([2, 12, 3], seed=2, dtype="float64")
+    state = TrainState(net, 9)
+    h = fastbp.fit(net, x, t, epochs=20, state=state, lr_schedule="adaptive", **{**kw, "lr": 1e-5})
+    # 1e-5 in epochs 1-3, 2e-6 in 4-5, 4e-7 in 6-7: that plateau finds it below 1e-6
+    assert state.stopped_early == 7 and len(h["epoch_step"]) == 7
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(lr_schedule="cosine"), ValueError, "lr_schedule must be one of"),
+    (dict(power_t=-1), ValueError, "power_t must be"),
+    (dict(patience=0), ValueError, "patience must be a positive integer"),
+    (dict(tol=float("nan")), ValueError, "tol must be"),
+    (dict(early_stopping=1), TypeError, "early_stopping must be True or False"),
+    (dict(early_stopping=True), ValueError, "early_stopping needs validation_data"),
+    (dict(validation_data=np.zeros(3)), TypeError, "validation_data must be a pair"),
+    (dict(validation_data=(np.zeros((3, 5)), [0, 1, 2])), ValueError, "validation_data[0]"),
+])
+def test_schedule_arguments_are_checked(data, kwargs, error, match):
+    (x, t), _ = data
+    net = fastbp.Network([2, 4, 3], seed=0)
+    with pytest.raises(error, match=match.replace("[", r"\[")):
+        fastbp.fit(net, x, t, epochs=1, **kwargs)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from mpi_data import case_data
+from mpi_data import case_data, fit_keywords
 
 pytest.importorskip("mpi4py.MPI", reason="MPI tests need fastbp[mpi] (mpi4py and the mpich wheel)")
 HERE = Path(__file__).resolve().parent
@@ -42,6 +42,9 @@ CASES = [_case(o, d) for o in ("sgd", "momentum", "adagrad", "adam") for d in ("
     _case("adam", "float64", sparse=True, n=41, seed=5),
     _case("momentum", "float64", batch_size=1, iters=20, seed=6),
     _case("nesterov", "float64", seed=7),
+    # the schedule's decisions (here: stop after epoch 3 of 10) are the same on every rank
+    _case("sgd", "float64", seed=8, fit={"lr_schedule": "invscaling", "early_stopping": True, "patience": 1,
+                                         "tol": 10.0}),
 ]
 TOL = {"float64": 1e-12, "float32": 1e-5}
 
@@ -50,7 +53,8 @@ def one_process(c):
     x, t, xe, te = case_data(c)
     net = fastbp.Network(c["sizes"], dtype=c["dtype"], seed=c["seed"], activation=c.get("activation", "relu"))
     h = fastbp.fit(net, x, t, iters=c["iters"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
-                   weight_decay=c["weight_decay"], seed=c["seed"], eval_data=(xe, te), progress=False)
+                   weight_decay=c["weight_decay"], seed=c["seed"], eval_data=(xe, te), progress=False,
+                   **fit_keywords(c, xe, te))
     return net.flat_params, h
 
 
@@ -66,6 +70,8 @@ def test_ranks_train_the_parameters_one_process_trains(tmp_path, ranks):
         tol = TOL[c["dtype"]]
         np.testing.assert_allclose(got[0][f"{k}_params"], params, rtol=0, atol=tol, err_msg=str(c))
         np.testing.assert_allclose(got[0][f"{k}_loss"], h["loss"], rtol=tol, atol=tol, err_msg=str(c))
+        if c.get("fit", {}).get("early_stopping"):
+            assert h["epoch_step"] == [5, 10, 15] and len(got[0][f"{k}_loss"]) == 15
         train_acc, eval_acc, eval_loss = got[0][f"{k}_acc"]
         assert list(train_acc) == h["train_acc"] and list(eval_acc) == h["eval_acc"], c
         np.testing.assert_allclose(eval_loss, h["eval_loss"], rtol=tol)
