@@ -134,7 +134,7 @@ def fastbp_breakdown(sizes, batch, repeat=200):
     import time
 
     from fastbp.kernels import affine, matmul, optimizers, softmax_loss
-    from fastbp.kernels.train import gather_batch
+    from fastbp.kernels.train import gather_rows
 
     net = fastbp.Network(sizes, seed=0)
     x, t = data(sizes, batch, net.dtype)
@@ -146,7 +146,7 @@ def fastbp_breakdown(sizes, batch, repeat=200):
     grads = np.empty_like(net.flat_params)
     g = {q.name: grads[q.offset:q.offset + int(np.prod(q.shape))].reshape(q.shape) for q in net.layout}
     act = lambda l: RELU if l < L - 1 else IDENTITY  # noqa: E731
-    pieces = {"gather batch": lambda: gather_batch(xb, tb, x, t, rows)}
+    pieces = {"gather batch": lambda: gather_rows(xb, x, rows)}
     for l in range(L):
         W, b = p[f"W{l + 1}"], p[f"b{l + 1}"]
         pieces[f"layer {l + 1} x·W (BLAS)"] = (lambda l=l, W=W: matmul.matmul_nn_blas(hs[l + 1], hs[l], W))

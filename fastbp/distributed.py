@@ -140,7 +140,7 @@ class DataParallel:
         self.rows = {"train": len(t), **{name: len(ts) for name, (_, ts) in sets.items()}}
         self.red = np.zeros(n_params + 1, dtype)  # the weighted gradient, then the weighted loss
         self.losses = np.empty(CHUNK_STEPS, np.float64)
-        self.reduce_seconds, self.reduced_steps = 0.0, 0
+        self.reduce_seconds = 0.0
 
     def new_epoch(self, order):
         self.inner.new_epoch(order)
@@ -155,7 +155,6 @@ class DataParallel:
             started = time.perf_counter()
             self.comm.Allreduce(self.IN_PLACE, red, op=self.SUM)
             self.reduce_seconds += time.perf_counter() - started
-            self.reduced_steps += 1
             self.losses[k] = red[P]
             if not np.isfinite(red[P]):
                 return k, self.losses

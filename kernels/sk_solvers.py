@@ -23,8 +23,8 @@ from numba.extending import overload
 
 from .config import CACHE, FASTMATH
 from .layout import param_block
-from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_loss_dy, mlp_loss_grad, n_rows
-from .train import batch_input
+from .mlp import loss_kind, mlp_backward, mlp_loss_dy, mlp_loss_grad, n_rows
+from .train import batch_input, take_targets
 
 Solver = namedtuple("Solver", "adam lr momentum nesterov beta1 beta2 eps")  # adam: False for sgd
 
@@ -77,31 +77,6 @@ def _reported_loss(loss, t):
     if loss_kind(t) == "half_squared":
         return lambda loss, t: loss / t.t.shape[1]
     return lambda loss, t: loss
-
-
-def take_targets(yb, y, rows):
-    """y's rows `rows`, gathered into yb[:n], wrapped as y is."""
-
-
-@overload(take_targets)
-def _take_targets(yb, y, rows):
-    kind = loss_kind(y)
-    if kind == "softmax":
-        def ids(yb, y, rows):
-            for i in range(rows.shape[0]):
-                yb[i] = y[rows[i]]
-            return yb[:rows.shape[0]]
-        return ids
-
-    wrap = Logistic if kind == "logistic" else HalfSquared
-
-    def gather(yb, y, rows):
-        n, C = rows.shape[0], y.t.shape[1]
-        for i in range(n):
-            for j in range(C):
-                yb[i, j] = y.t[rows[i], j]
-        return wrap(yb[:n])
-    return gather
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

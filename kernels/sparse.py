@@ -26,7 +26,7 @@ from numba import njit, types
 
 from .affine import _act
 from .config import CACHE, FASTMATH
-from .simd import lanes, vadd, vfma, vload, vmul, vstore, vzero
+from .simd import lanes, vadd, vfma, vload, vstore, vzero
 
 Csr = namedtuple("Csr", "indptr indices data rows work")
 

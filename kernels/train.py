@@ -19,7 +19,7 @@ from numba.extending import overload
 
 from .codes import SGD
 from .config import CACHE, FASTMATH
-from .mlp import mlp_backward, mlp_backward_sgd, mlp_loss_dy
+from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_backward_sgd, mlp_loss_dy
 from .sparse import Csr, is_csr
 from .optimizers import optimizer_step
 
@@ -42,14 +42,6 @@ def gather_rows(xb, x, rows):
             xb[i, j] = x[r, j]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
-def gather_batch(xb, tb, x, t, rows):
-    # xb is (B, D), tb is (B,); rows (B,) indexes x (N, D) and t (N,)
-    gather_rows(xb, x, rows)
-    for i in range(rows.shape[0]):
-        tb[i] = t[rows[i]]
-
-
 def batch_input(xb, x, rows):
     """The input rows `rows` as the forward pass takes them: dense x gathered into xb[:n],
     a Csr x as those rows of it (no copy)."""
@@ -66,23 +58,32 @@ def _batch_input(xb, x, rows):
     return dense
 
 
-def batch(xb, tb, x, t, rows):
-    """The minibatch of `rows` as the forward pass takes it; fills tb (and xb for dense x)."""
+def take_targets(tb, t, rows):
+    """t's rows `rows` as the loss takes them, gathered into tb[:n]: class ids (N,) into tb
+    (B,); float targets (N, C), or Logistic / HalfSquared of them (mlp.py), into tb (B, C),
+    wrapped as t is."""
 
 
-@overload(batch)
-def _batch(xb, tb, x, t, rows):
-    if is_csr(x):
-        def sparse(xb, tb, x, t, rows):
+@overload(take_targets)
+def _take_targets(tb, t, rows):
+    kind = loss_kind(t)
+    if kind == "softmax":
+        def ids(tb, t, rows):
             for i in range(rows.shape[0]):
                 tb[i] = t[rows[i]]
-            return batch_input(xb, x, rows)
-        return sparse
+            return tb[:rows.shape[0]]
+        return ids
+    if kind == "mse":
+        def floats(tb, t, rows):
+            gather_rows(tb, t, rows)
+            return tb[:rows.shape[0]]
+        return floats
+    wrap = Logistic if kind == "logistic" else HalfSquared
 
-    def dense(xb, tb, x, t, rows):
-        gather_batch(xb, tb, x, t, rows)
-        return xb
-    return dense
+    def wrapped(tb, t, rows):
+        gather_rows(tb, t.t, rows)
+        return wrap(tb[:rows.shape[0]])
+    return wrapped
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -94,9 +95,9 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
     opt, lr, hyper1, hyper2, wd = optim
     B = tb.shape[0]
     for k in range(steps):
-        start = (first + k) * B
-        xk = batch(xb, tb, x, t, order[start:start + B])
-        loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, tb, act)
+        rows = order[(first + k) * B:(first + k + 1) * B]
+        xk = batch_input(xb, x, rows)
+        loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, take_targets(tb, t, rows), act)
         losses[k] = loss
         if not np.isfinite(loss):
             return k
@@ -118,8 +119,8 @@ def weighted_gradient(red, params, work, x, t, rows, model, weight):
     offsets, sizes, act = model
     P = params.shape[0]
     g = red[:P]
-    xk = batch(xb, tb, x, t, rows)
-    loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, tb, act)
+    xk = batch_input(xb, x, rows)
+    loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, take_targets(tb, t, rows), act)
     mlp_backward(g, acts, deltas, params, offsets, sizes, xk, act)
     w = params.dtype.type(weight)
     for i in range(P):
