@@ -57,10 +57,13 @@ class ParamDict(NamedParams):
 
 class CpuBackend:
     """sizes, act (a kernels.codes code), layout (kernels.layout.param_layout), flat (the
-    initial parameters, kept as the buffer), chunk (rows per forward pass: bounds memory)."""
+    initial parameters, kept as the buffer), chunk (rows per forward pass: bounds memory),
+    loss (Network's: which loss the targets are for)."""
 
-    def __init__(self, sizes, act, layout, flat, chunk):
+    def __init__(self, sizes, act, layout, flat, chunk, loss="softmax_ce"):
         self.sizes, self.chunk, self.dtype = tuple(sizes), chunk, flat.dtype
+        # the kernels pick the loss from the targets' type (kernels/mlp.py)
+        self.wrap = mlp.Logistic if loss == "logistic" else (lambda t: t)
         self.params = ParamDict(flat, layout)
         self.model = Model(lay.offsets(layout), np.array(sizes, np.int64), act)
         self._workspaces = {}
@@ -105,13 +108,14 @@ class CpuBackend:
             n = min(self.chunk, x.shape[0] - s)
             acts, _ = self.workspace(n)
             total += n * mlp.mlp_loss(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
-                                      t[s:s + n], m.act)
+                                      self.wrap(t[s:s + n]), m.act)
         return total / x.shape[0]
 
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
         m = self.model
-        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, _whole(x, True), t, m.act)
+        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, _whole(x, True),
+                                 self.wrap(t), m.act)
 
     def trainer(self, x, t, sets, batch_size, opt_state):
         return CpuTrainer(self, x, t, sets, batch_size, opt_state)
@@ -122,7 +126,7 @@ class CpuTrainer:
     x dense (N, D0), or SparseRows: then a minibatch is a list of its rows, never a copy."""
 
     def __init__(self, backend, x, t, sets, batch_size, opt_state):
-        self.backend, self.t, self.opt_state = backend, t, opt_state
+        self.backend, self.t, self.opt_state = backend, backend.wrap(t), opt_state
         if isinstance(x, SparseRows):  # the loop swaps each batch's rows into this Csr
             self.x, xb_rows = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), 1
         else:  # dense batches are gathered into a (batch_size, D0) buffer
@@ -130,7 +134,7 @@ class CpuTrainer:
         self.data = {"train": (x, t), **sets}
         acts, deltas = backend.workspace(batch_size)
         self.work = Work(np.empty_like(backend.flat_params), acts, deltas,
-                         np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty(batch_size, np.int64))
+                         np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty((batch_size,) + t.shape[1:], t.dtype))
         self.losses = np.empty(CHUNK_STEPS, np.float64)
 
     def new_epoch(self, order):
@@ -153,7 +157,8 @@ class CpuTrainer:
     def correct(self, which, start=0, stop=None):
         x, t = self.data[which]
         stop = len(t) if stop is None else stop
-        return int(np.count_nonzero(self.backend.classes(part(x, start, stop)) == t[start:stop]))
+        labels = t[start:stop] if t.ndim == 1 else t[start:stop].argmax(axis=1)  # float targets: the largest
+        return int(np.count_nonzero(self.backend.classes(part(x, start, stop)) == labels))
 
     def loss_sum(self, which, start=0, stop=None):
         x, t = self.data[which]

@@ -22,7 +22,9 @@ from fastbp.sparse import SparseRows, as_input, check_policy
 
 DEVICES = ("cpu", "cuda")
 ACTIVATIONS = codes.HIDDEN_ACTIVATIONS
-LOSSES = ("softmax_ce", "mse")  # softmax + cross-entropy on the scores, or mean squared error
+# softmax + cross-entropy on the scores; mean squared error; independent sigmoid outputs with
+# binary cross-entropy summed over the outputs, averaged over the rows (multi-label)
+LOSSES = ("softmax_ce", "mse", "logistic")
 PREDICT_CHUNK = 4096  # rows per forward call in predict/loss/accuracy: bounds workspace memory
 _META = ("fastbp_sizes", "fastbp_activation", "fastbp_loss")  # non-parameter entries of a saved .npz
 
@@ -58,9 +60,12 @@ class Network:
     the hidden layers. weight_init: "he", "xavier", a std (float), or None for
     He with ReLU and Xavier with sigmoid or tanh; biases start at 0. dtype: "float32"
     (default) or "float64". seed: int for reproducible weights (the same on
-    either device). loss: "softmax_ce" (default), or "mse": mean squared error
+    either device). loss: "softmax_ce" (default); "mse": mean squared error
     between the last layer's output and targets (one-hot from class ids, or any
-    float (N, C) array).
+    float (N, C) array); "logistic": a sigmoid on each output with binary
+    cross-entropy, summed over the outputs and averaged over the rows, against
+    targets in [0, 1] (N, C) (multi-label; one-hot from class ids). accuracy takes the
+    largest output as the class for both.
     device: "cpu", or "cuda": parameters, gradients and workspaces live on the GPU
     (fastbp.cuda); methods still take and return host arrays. params["W1"] then
     reads a read-only host copy and assignment uploads. softmax_ce only.
@@ -101,7 +106,7 @@ class Network:
             from fastbp.cuda import CudaBackend
             self.backend = CudaBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK)
         else:
-            self.backend = CpuBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK)
+            self.backend = CpuBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK, loss)
 
     def __repr__(self):
         loss = "" if self.loss_type == "softmax_ce" else f", loss={self.loss_type!r}"
@@ -137,17 +142,24 @@ class Network:
 
 
     def _xt(self, x, t):
-        # class ids (N,) int64 for cross-entropy; float targets (N, C) in the net's dtype for MSE
         xb = self.as_input(x)
-        n, c = xb.shape[0], self.sizes[-1]
+        return xb, self.targets(t, xb.shape[0])
+
+    def targets(self, t, n, name="t"):
+        """t for n rows, checked, as the loss takes it: class ids (N,) int64 for softmax_ce;
+        float targets (N, C) in the net's dtype for mse and logistic (class ids one-hot)."""
+        c = self.sizes[-1]
         if self.loss_type == "softmax_ce":
-            return xb, as_labels(t, n, c)
+            return as_labels(t, n, c, name)
         arr = np.asarray(t)
         if arr.ndim == 2 and arr.dtype.kind in "iuf":
             if arr.shape != (n, c):
-                raise ValueError(f"t as targets must have shape ({n}, {c}), got {arr.shape}")
-            return xb, as_float_array(arr, "t", self.dtype)
-        return xb, np.eye(c, dtype=self.dtype)[as_labels(t, n, c)]
+                raise ValueError(f"{name} as targets must have shape ({n}, {c}), got {arr.shape}")
+            arr = as_float_array(arr, name, self.dtype)
+            if self.loss_type == "logistic" and not ((arr >= 0) & (arr <= 1)).all():
+                raise ValueError(f"{name} for loss='logistic' must lie in [0, 1]")
+            return arr
+        return np.eye(c, dtype=self.dtype)[as_labels(t, n, c, name)]
 
     # -- the book's API
     def predict(self, x):
@@ -184,6 +196,7 @@ class Network:
         x, t = self._xt(x, t)
         x = (x.toarray() if isinstance(x, SparseRows) else x).astype(np.float64)
         t = t if t.ndim == 1 else t.astype(np.float64)
+        t = mlp.Logistic(t) if self.loss_type == "logistic" else t
         params = self.flat_params.astype(np.float64)
         grads = np.empty_like(params)
         acts = np.empty(lay.acts_length(self.sizes, x.shape[0]), np.float64)

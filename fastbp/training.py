@@ -17,7 +17,7 @@ from collections import namedtuple
 import numpy as np
 
 from fastbp.backend import CHUNK_STEPS
-from fastbp.checks import as_labels, check_seed
+from fastbp.checks import check_seed
 from fastbp.compiling import ensure_compiled
 from fastbp.kernels.codes import DEFAULT_LR, MOMENTUM_OPTIMIZERS, OPTIMIZER_HYPER, OPTIMIZERS
 from fastbp.kernels.train import Optim
@@ -85,7 +85,8 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         weight_decay=0.0, momentum=None, seed=None, eval_data=None, validation_data=None,
         lr_schedule="constant", power_t=0.5, early_stopping=False, patience=10, tol=1e-4,
         progress=None, verbose=False, state=None, on_epoch=None, should_stop=None, comm=None):
-    """Train `net` in place on x (N, D) dense or scipy.sparse, t (ids or one-hot); returns the history dict.
+    """Train `net` in place on x (N, D) dense or scipy.sparse, t class ids or one-hot (and for
+    loss="mse" or "logistic" networks any float targets (N, C)); returns the history dict.
 
     iters or epochs (default 1 epoch) sets the length; an epoch is N // batch_size
     steps over one fresh permutation of the rows. history: "loss" per step (the
@@ -159,7 +160,7 @@ def _held_out(net, data, name):
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{name} must be a pair (x, t)")
     xs = net.as_input(data[0], f"{name}[0]")
-    return xs, as_labels(data[1], xs.shape[0], net.sizes[-1], f"{name}[1]")
+    return xs, net.targets(data[1], xs.shape[0], f"{name}[1]")
 
 
 def _checked(net, x, t, eval_data, validation_data, iters, epochs, batch_size, lr, optimizer, weight_decay,
@@ -167,9 +168,6 @@ def _checked(net, x, t, eval_data, validation_data, iters, epochs, batch_size, l
     """fit's arguments checked and converted: (x, t, {"eval": ..., "val": ...} of those given, Optim)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
-    if net.loss_type != "softmax_ce":
-        raise ValueError(f"fit trains loss='softmax_ce' networks; for loss={net.loss_type!r} use "
-                         f"net.gradient() and an update of your own")
     _positive_int(iters, "iters")
     _positive_int(epochs, "epochs")
     _positive_int(batch_size, "batch_size")
@@ -178,7 +176,7 @@ def _checked(net, x, t, eval_data, validation_data, iters, epochs, batch_size, l
     hyper = _hyper(lr, weight_decay, optimizer, momentum)
     check_seed(seed)
     x = net.as_input(x, "x")  # dense, or sparse rows (converted once per fit, not per batch)
-    t = as_labels(t, x.shape[0], net.sizes[-1], "t")
+    t = net.targets(t, x.shape[0])
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size {batch_size} is larger than the {x.shape[0]} training samples")
     sets = {name: _held_out(net, data, arg) for name, data, arg in

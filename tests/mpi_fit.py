@@ -3,7 +3,7 @@
     mpiexec -n R python tests/mpi_fit.py CASES.json OUT_PREFIX
 
 Each case: sizes, dtype, optimizer, lr, weight_decay, batch_size, iters, n (rows), seed,
-sparse (train on a scipy CSR), device, fit (more keywords for fit; with early_stopping the
+sparse (train on a scipy CSR), device, activation, loss, fit (more keywords for fit; with early_stopping the
 eval rows are also the validation rows). The data comes from tests/mpi_data.py (the same on
 every rank). Every rank writes OUT_PREFIX.rank<R>.npz: per case its final flat parameters,
 losses, accuracies, and the seconds its Allreduces took.
@@ -29,7 +29,8 @@ def main(cases_path, prefix):
         x, t, xe, te = case_data(c)
         # a different seed on each rank: fit broadcasts rank 0's parameters
         net = fastbp.Network(c["sizes"], dtype=c["dtype"], seed=c["seed"] + comm.Get_rank(),
-                             device=c.get("device", "cpu"), activation=c.get("activation", "relu"))
+                             device=c.get("device", "cpu"), activation=c.get("activation", "relu"),
+                             loss=c.get("loss", "softmax_ce"))
         h = fastbp.fit(net, x, t, iters=c["iters"], batch_size=c["batch_size"], lr=c["lr"],
                        optimizer=c["optimizer"], weight_decay=c["weight_decay"], seed=c["seed"],
                        eval_data=(xe, te), progress=False, comm=comm, **fit_keywords(c, xe, te))

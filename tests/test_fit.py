@@ -386,3 +386,50 @@ def test_schedule_arguments_are_checked(data, kwargs, error, match):
     net = fastbp.Network([2, 4, 3], seed=0)
     with pytest.raises(error, match=match.replace("[", r"\[")):
         fastbp.fit(net, x, t, epochs=1, **kwargs)
+
+
+# -- networks with other losses: fit trains them on float targets
+
+@pytest.mark.parametrize("loss", ["mse", "logistic"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fit_trains_mse_and_logistic_networks_step_by_step(data, loss, optimizer):
+    # the compiled loop = the network's own gradient on each minibatch + the reference update
+    from fastbp.kernels import reference
+    (x, t), _ = data
+    rng = np.random.default_rng(5)
+    targets = rng.random((len(x), 3)) if loss == "mse" else (rng.random((len(x), 3)) < 0.4).astype(float)
+    a = fastbp.Network([2, 8, 3], dtype="float64", seed=3, loss=loss)
+    b = fastbp.Network([2, 8, 3], dtype="float64", seed=3, loss=loss)
+    h = fastbp.fit(a, x, targets, iters=6, batch_size=50, lr=0.05, optimizer=optimizer, seed=11)
+    order = np.random.default_rng(11).permutation(len(x))
+    state = {k: np.zeros((2,) + v.shape) for k, v in b.params.items()}
+    for k in range(6):
+        rows = order[k * 50:(k + 1) * 50]
+        assert b.loss(x[rows], targets[rows]) == pytest.approx(h["loss"][k], rel=1e-12)
+        g = b.gradient(x[rows], targets[rows])
+        for key in b.params:
+            b.params[key], state[key] = reference.optimizer_update(b.params[key], g[key], state[key], optimizer,
+                                                                   0.05, 0.9, 0.999, 0.0, k + 1)
+    np.testing.assert_allclose(a.flat_params, b.flat_params, rtol=1e-11, atol=1e-13)
+    assert h["train_acc"] == [a.accuracy(x, targets)]
+
+
+def test_logistic_network_gradient_loss_and_targets(data, tmp_path):
+    from fastbp.kernels import reference
+    (x, t), _ = data
+    net = fastbp.Network([2, 6, 3], dtype="float64", seed=1, loss="logistic", activation="tanh")
+    y = (np.random.default_rng(2).random((10, 3)) < 0.5).astype(float)
+    logits = net.predict(x[:10])
+    assert net.loss(x[:10], y) == pytest.approx(reference.logistic_loss(logits, y), rel=1e-12)
+    g, num = net.gradient(x[:10], y), net.numerical_gradient(x[:10], y)
+    for k in g:
+        np.testing.assert_allclose(g[k], num[k], rtol=1e-6, atol=1e-8)
+    # class ids are one-hot targets; accuracy takes the largest output as the class
+    assert net.loss(x[:10], t[:10]) == pytest.approx(net.loss(x[:10], np.eye(3)[t[:10]]), rel=1e-15)
+    assert net.accuracy(x[:10], t[:10]) == np.mean(logits.argmax(1) == t[:10])
+    with pytest.raises(ValueError, match=r"t for loss='logistic' must lie in \[0, 1\]"):
+        net.loss(x[:10], y * 2)
+    with pytest.raises(ValueError, match="must be one of"):
+        fastbp.Network([2, 3], loss="hinge")
+    net.save(tmp_path / "p.npz")
+    assert fastbp.Network.load(tmp_path / "p.npz").loss(x[:10], y) == net.loss(x[:10], y)

@@ -42,6 +42,7 @@ CASES = [_case(o, d) for o in ("sgd", "momentum", "adagrad", "adam") for d in ("
     _case("adam", "float64", sparse=True, n=41, seed=5),
     _case("momentum", "float64", batch_size=1, iters=20, seed=6),
     _case("nesterov", "float64", seed=7),
+    _case("adam", "float64", seed=9, loss="logistic"),  # float targets (the labels one-hot)
     # the schedule's decisions (here: stop after epoch 3 of 10) are the same on every rank
     _case("sgd", "float64", seed=8, fit={"lr_schedule": "invscaling", "early_stopping": True, "patience": 1,
                                          "tol": 10.0}),
@@ -51,7 +52,8 @@ TOL = {"float64": 1e-12, "float32": 1e-5}
 
 def one_process(c):
     x, t, xe, te = case_data(c)
-    net = fastbp.Network(c["sizes"], dtype=c["dtype"], seed=c["seed"], activation=c.get("activation", "relu"))
+    net = fastbp.Network(c["sizes"], dtype=c["dtype"], seed=c["seed"], activation=c.get("activation", "relu"),
+                         loss=c.get("loss", "softmax_ce"))
     h = fastbp.fit(net, x, t, iters=c["iters"], batch_size=c["batch_size"], lr=c["lr"], optimizer=c["optimizer"],
                    weight_decay=c["weight_decay"], seed=c["seed"], eval_data=(xe, te), progress=False,
                    **fit_keywords(c, xe, te))
