@@ -12,12 +12,13 @@ SoftmaxWithLoss; fastbp.kernels the numba kernels they run on.
 """
 from fastbp import datasets, graph, layers  # noqa: F401  (fastbp.datasets etc. after `import fastbp`)
 from fastbp.gradcheck import gradient_check
+from fastbp.lbfgs import fit_lbfgs
 from fastbp.network import Network, TwoLayerNet
 from fastbp.training import TrainingDiverged, fit
 
 __version__ = "0.1.0"
 __all__ = ["MLPClassifier", "MLPRegressor", "Network", "TwoLayerNet", "TrainingDiverged", "datasets", "fit",
-           "gradient_check", "graph", "layers"]
+           "fit_lbfgs", "gradient_check", "graph", "layers"]
 
 
 def __getattr__(name):

@@ -23,7 +23,6 @@ import numbers
 import warnings
 
 import numpy as np
-import scipy.optimize
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -40,6 +39,7 @@ from fastbp.kernels.mlp import HalfSquared, Logistic
 from fastbp.kernels.sk_solvers import Solver, sk_epoch, sk_loss_grad
 from fastbp.cpu import CpuBackend, _whole
 from fastbp.kernels.train import Model
+from fastbp.lbfgs import minimize_flat
 from fastbp.network import PREDICT_CHUNK
 from fastbp.schedules import invscaling, on_plateau, plateau_step
 from fastbp.sparse import SparseRows, as_input, check_policy
@@ -260,25 +260,16 @@ class _BaseMLP(BaseEstimator):
         deltas = np.empty(lay.deltas_length(sizes, n), dtype)
 
         def loss_grad(p):
-            flat[:] = p
-            loss = sk_loss_grad(grads, acts, deltas, flat, model, x, t, float(self.alpha))
-            return loss, grads.astype(np.float64)
+            return sk_loss_grad(grads, acts, deltas, p, model, x, t, float(self.alpha)), grads
 
-        callback = None
-        if self.verbose:
-            def callback(intermediate_result):
-                print(f"L-BFGS: loss = {intermediate_result.fun:.8f}")
-        res = scipy.optimize.minimize(loss_grad, flat.astype(np.float64), method="L-BFGS-B", jac=True,
-                                      callback=callback,
-                                      options={"maxfun": self.max_fun, "maxiter": self.max_iter,
-                                               "gtol": self.tol})
+        callback = (lambda r: print(f"L-BFGS: loss = {r.fun:.8f}")) if self.verbose else None
+        res = minimize_flat(flat, loss_grad, self.max_iter, self.max_fun, self.tol, callback)
         if res.status != 0:
             warnings.warn(f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}): "
                           f"{res.message}. Increase the number of iterations (max_iter) or scale the data.",
                           ConvergenceWarning, stacklevel=3)
         self.n_iter_ = min(res.nit, self.max_iter)
         self.loss_ = float(res.fun)
-        flat[:] = res.x
         self._unpack(flat, layout)
 
     def _fit_stochastic(self, X, y, dtype, incremental):

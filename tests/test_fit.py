@@ -433,3 +433,45 @@ def test_logistic_network_gradient_loss_and_targets(data, tmp_path):
         fastbp.Network([2, 3], loss="hinge")
     net.save(tmp_path / "p.npz")
     assert fastbp.Network.load(tmp_path / "p.npz").loss(x[:10], y) == net.loss(x[:10], y)
+
+
+# -- full-batch L-BFGS on a Network (fastbp/lbfgs.py)
+
+@pytest.mark.filterwarnings("ignore:lbfgs failed to converge")
+@pytest.mark.parametrize("loss, sparse", [("softmax_ce", False), ("softmax_ce", True), ("logistic", False)])
+def test_fit_lbfgs_matches_scikit_learns_lbfgs_from_the_same_weights(loss, sparse):
+    # the peer: scikit-learn's MLPClassifier(solver="lbfgs"), warm-started from the network's weights;
+    # 3 classes: softmax; multi-label indicator targets: logistic outputs
+    pytest.importorskip("sklearn")
+    import scipy.sparse as sp
+    from sklearn import neural_network as sk
+    from sklearn.datasets import make_classification, make_multilabel_classification
+    if loss == "logistic":
+        X, y = make_multilabel_classification(90, 8, n_classes=3, random_state=2)
+    else:
+        X, y = make_classification(90, 8, n_informative=5, n_classes=3, random_state=1)
+    net = fastbp.Network([8, 6, 3], dtype="float64", seed=4, loss=loss)
+    est = sk.MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=1, alpha=1e-3, random_state=0).fit(X, y)
+    est.set_params(warm_start=True, max_iter=15)
+    est.coefs_ = [net.params["W1"].copy(), net.params["W2"].copy()]
+    est.intercepts_ = [net.params["b1"].copy(), net.params["b2"].copy()]
+    est.fit(X, y)
+    res = fastbp.fit_lbfgs(net, sp.csr_matrix(X) if sparse else X, y, alpha=1e-3, max_iter=15)
+    assert res.nit == est.n_iter_ and res.fun == pytest.approx(est.loss_, rel=1e-6)
+    for mine, theirs in zip(("W1", "W2", "b1", "b2"), est.coefs_ + est.intercepts_):
+        np.testing.assert_allclose(net.params[mine], theirs, rtol=1e-6, atol=1e-9)
+
+
+def test_fit_lbfgs_checks_its_arguments(data):
+    (x, t), _ = data
+    net = fastbp.Network([2, 4, 3], seed=0)
+    for kw, match in [(dict(alpha=-1), "alpha must be"), (dict(max_iter=0), "max_iter must be"),
+                      (dict(tol=float("nan")), "tol must be"), (dict(max_fun=2.5), "max_fun must be")]:
+        with pytest.raises(ValueError, match=match):
+            fastbp.fit_lbfgs(net, x, t, **kw)
+    with pytest.raises(ValueError, match="t must hold class ids"):
+        fastbp.fit_lbfgs(net, x, t + 3)
+    before = net.flat_params.copy()
+    res = fastbp.fit_lbfgs(net, x, t, max_iter=5)
+    assert res.nit <= 5 and net.loss(x, t) < fastbp.Network([2, 4, 3], seed=0).loss(x, t)
+    assert not np.array_equal(before, net.flat_params)
