@@ -1,5 +1,6 @@
 """The CPU backend (see backend.py): a network's flat buffers on the host, the njit kernels
 (fastbp.kernels) run on them, and the named views the book's code reads and writes."""
+import functools
 import math
 
 import numpy as np
@@ -63,7 +64,7 @@ class CpuBackend:
     def __init__(self, sizes, act, layout, flat, chunk, loss="softmax_ce"):
         self.sizes, self.chunk, self.dtype = tuple(sizes), chunk, flat.dtype
         # the kernels pick the loss from the targets' type (kernels/mlp.py)
-        self.wrap = mlp.Logistic if loss == "logistic" else (lambda t: t)
+        self.wrap = functools.partial(mlp.targets_for, loss)
         self.params = ParamDict(flat, layout)
         self.model = Model(lay.offsets(layout), np.array(sizes, np.int64), act)
         self._workspaces = {}

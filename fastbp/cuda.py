@@ -136,6 +136,8 @@ class CudaTrainer:
         self.state = cuda.to_device(opt_state)
         self.ws = self.dev.workspace(batch_size)
         self.losses = cuda.device_array(CHUNK_STEPS, np.float64)
+        from fastbp.kernels.cuda import config
+        self.block = config.BLOCK
 
     def new_epoch(self, order):
         self.order = self.cuda.to_device(order)
@@ -150,9 +152,8 @@ class CudaTrainer:
     def gradient_share(self, red, start, n, weight):
         # as CpuTrainer's: rows order[start:start + n] gathered and differentiated on the
         # device (self.ws is sized for n rows), the gradient and loss read back into red
-        from fastbp.kernels.cuda import config
         ws, P = self.ws, red.shape[0] - 1
-        ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, self.x, self.t, self.order, start)
+        ws.gather[ws.gather_blocks, self.block](ws.xb, ws.tb, self.x, self.t, self.order, start)
         self.dev.loss_grad(ws, ws.xb, ws.tb, self.losses, 0)
         self.dev.grads.copy_to_host(red[:P])
         red[:P] *= red.dtype.type(weight)

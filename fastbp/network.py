@@ -196,7 +196,7 @@ class Network:
         x, t = self._xt(x, t)
         x = (x.toarray() if isinstance(x, SparseRows) else x).astype(np.float64)
         t = t if t.ndim == 1 else t.astype(np.float64)
-        t = mlp.Logistic(t) if self.loss_type == "logistic" else t
+        t = mlp.targets_for(self.loss_type, t)
         params = self.flat_params.astype(np.float64)
         grads = np.empty_like(params)
         acts = np.empty(lay.acts_length(self.sizes, x.shape[0]), np.float64)

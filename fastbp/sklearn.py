@@ -387,6 +387,12 @@ class _BaseMLP(BaseEstimator):
         """Fit the model to data matrix X (dense or sparse) and targets y; returns self."""
         return self._fit(X, y, incremental=False)
 
+    def predict(self, X):
+        """Classifier: the predicted labels (n_samples,), or an indicator matrix for
+        multilabel. Regressor: (n_samples,) for one target, (n_samples, n_outputs) for several."""
+        check_is_fitted(self)
+        return self._predict(X)
+
     def _validate_xy(self, X, y, reset, **kw):
         # scikit-learn's validation of X and y; a y of one column becomes 1-D (with its warning)
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
@@ -460,23 +466,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self.classes_ = self._label_binarizer.classes_
         return self._fit(X, y, incremental=True)
 
-    def predict(self, X):
-        """The predicted labels (n_samples,), or an indicator matrix for multilabel."""
-        check_is_fitted(self)
-        return self._predict(X)
+    def _outputs(self, X, check_input=True):
+        # the output layer's values, (n_samples,) for a single output
+        y_pred = self._forward(X, check_input)
+        return y_pred.ravel() if self.n_outputs_ == 1 else y_pred
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward(X, check_input)
-        if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        return self._label_binarizer.inverse_transform(self._outputs(X, check_input))
 
     def predict_proba(self, X):
         """Probabilities (n_samples, n_classes), columns in the order of classes_."""
         check_is_fitted(self)
-        y_pred = self._forward(X)
-        if self.n_outputs_ == 1:
-            y_pred = y_pred.ravel()
+        y_pred = self._outputs(X)
         return np.vstack([1 - y_pred, y_pred]).T if y_pred.ndim == 1 else y_pred
 
     def predict_log_proba(self, X):
@@ -506,11 +507,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y):
         """One epoch over X, y."""
         return self._fit(X, y, incremental=True)
-
-    def predict(self, X):
-        """The predictions, (n_samples,) for one target, (n_samples, n_outputs) for several."""
-        check_is_fitted(self)
-        return self._predict(X)
 
     def _predict(self, X, check_input=True):
         y_pred = self._forward(X, check_input)

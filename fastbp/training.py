@@ -132,14 +132,14 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
             "iters": iters, "epochs": epochs, "seed": seed,
             "x": (x.shape, distributed.fingerprint(x)), "t": distributed.fingerprint(t),
             **{name: (xs.shape, distributed.fingerprint(xs, ts)) for name, (xs, ts) in sets.items()}})
-        state = state if state is not None else TrainState(net, seed)
+    else:
+        x, t, sets, optim, sched = checked()
+    state = state if state is not None else TrainState(net, seed)
+    if comm is not None:
         distributed.broadcast_start(comm, net, state)
         if comm.Get_rank() != 0:
             progress, verbose = False, False
-    else:
-        x, t, sets, optim, sched = checked()
     total, per_epoch = total_steps(x.shape[0], batch_size, iters, epochs)
-    state = state if state is not None else TrainState(net, seed)
     if total < state.step:
         raise ValueError(f"the run is already at step {state.step}; a length of {total} steps "
                          f"would move it backwards")

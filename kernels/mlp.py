@@ -108,6 +108,12 @@ Logistic = namedtuple("Logistic", "t")        # t (N, DL) in [0, 1]: sigmoid out
 HalfSquared = namedtuple("HalfSquared", "t")  # t (N, DL) floats: ½ Σ (y - t)² / N
 
 
+def targets_for(loss, t):
+    """Plain targets as the kernels take them for a Network's `loss`: wrapped in Logistic for
+    "logistic"; ids (softmax_ce) and float targets (mse) pick their loss as they are."""
+    return Logistic(t) if loss == "logistic" else t
+
+
 def loss_kind(t):
     """At compile time (in an overload): "logistic", "half_squared", "softmax" or "mse" for targets t."""
     if isinstance(t, types.BaseNamedTuple):
