@@ -11,6 +11,9 @@ users would pick instead. Contenders alternate round by round; medians are repor
                   fastbp sparse, fastbp dense, the book's NumPy TwoLayerNet and
                   scikit-learn's MLPClassifier (same settings, epoch by epoch with
                   warm_start and score), then fastbp and scikit-learn without accuracy passes
+    alignment     the sparse kernels on the MNIST batch at hidden widths 50, 64, 128, 256,
+                  W1 and dz starting on a cache line (as kernels/layout.py allocates them)
+                  against 16 bytes off one
     text          bag-of-words rows (--text-rows x 20,000 at 0.5%, seeded), a 20000-50-2
                   network, one epoch sparse against fastbp's own dense path (dense timed
                   on the first 5,000 rows and scaled: the whole set dense is 8 GB)
@@ -29,6 +32,7 @@ import scipy.sparse as sp
 import fastbp
 from fastbp.datasets import load_mnist
 from fastbp.kernels.affine import affine_forward
+from fastbp.kernels import layout
 from fastbp.kernels.codes import RELU
 from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import as_sparse_rows
@@ -93,6 +97,33 @@ def crossover(rounds):
         s = t["forward sparse"] + t["dW1+SGD sparse"]
         d = t["forward dense"] + t["dW1+SGD dense"]
         print(f"  density {density:4.2f}: sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
+
+
+def _placed(shape, skip):
+    # an (shape) float32 array starting `skip` bytes after a cache line
+    a = layout.zeros(int(np.prod(shape)) + 16, np.float32)
+    return a[skip // 4:skip // 4 + int(np.prod(shape))].reshape(shape)
+
+
+def alignment(x, rounds):
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
+    xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
+    batch = xs.take(rows, xs.max_batch_nnz(100))
+    print("alignment (MNIST batch of 100, sparse kernels; W1 and dz on a cache line or 16 bytes off):")
+    for M in (50, 64, 128, 256):
+        runs = {}
+        for skip in (0, 16):
+            W, dz = _placed((x.shape[1], M), skip), _placed((100, M), skip)
+            W[...] = rng.standard_normal(W.shape) * 0.05
+            dz[...] = rng.standard_normal(dz.shape)
+            b, out = np.zeros(M, np.float32), _placed((100, M), skip)
+            runs[f"forward {skip}"] = lambda out=out, W=W, b=b: sparse_affine_forward(out, batch, W, b, RELU)
+            runs[f"dW1+SGD {skip}"] = lambda W=W, dz=dz: sparse_tn_update(W, batch, dz, -1e-30, 1.0)
+        t = interleaved(runs, rounds, 200)
+        print(f"  width {M:3}: forward {t['forward 0']:6.1f} / {t['forward 16']:6.1f} us "
+              f"(x{t['forward 16'] / t['forward 0']:.2f}),  dW1+SGD {t['dW1+SGD 0']:6.1f} / "
+              f"{t['dW1+SGD 16']:6.1f} us (x{t['dW1+SGD 16'] / t['dW1+SGD 0']:.2f})  aligned / off")
 
 
 def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True):
@@ -187,7 +218,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--text-rows", type=int, default=100000)
     ap.add_argument("--data-dir", default=SHARED)
-    ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "recipe", "text"])
+    ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "alignment", "recipe", "text"])
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
@@ -196,6 +227,8 @@ def main():
         mnist_first_layer(data[0][0], args.rounds)
     if "crossover" in args.only:
         crossover(args.rounds)
+    if "alignment" in args.only:
+        alignment(data[0][0], args.rounds)
     if "recipe" in args.only:
         recipe(data, args.epochs, args.repeat)
     if "text" in args.only:

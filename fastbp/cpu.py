@@ -82,8 +82,7 @@ class CpuBackend:
         if ws is None:
             if len(self._workspaces) >= 4:
                 self._workspaces.clear()
-            ws = self._workspaces[n] = (np.empty(lay.acts_length(self.sizes, n), self.dtype),
-                                        np.empty(lay.deltas_length(self.sizes, n), self.dtype))
+            ws = self._workspaces[n] = lay.workspace(self.sizes, n, self.dtype)
         return ws
 
     def _chunks(self, n):
@@ -134,7 +133,7 @@ class CpuTrainer:
             self.x, xb_rows = x, batch_size
         self.data = {"train": (x, t), **sets}
         acts, deltas = backend.workspace(batch_size)
-        self.work = Work(np.empty_like(backend.flat_params), acts, deltas,
+        self.work = Work(lay.zeros(backend.flat_params.size, backend.dtype), acts, deltas,
                          np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty((batch_size,) + t.shape[1:], t.dtype))
         self.losses = np.empty(CHUNK_STEPS, np.float64)
 

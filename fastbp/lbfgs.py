@@ -52,9 +52,8 @@ def fit_lbfgs(net, x, t, *, alpha=0.0, max_iter=200, max_fun=15000, tol=1e-4, ve
     targets = net.backend.wrap(net.targets(t, n))
     xs = _whole(xs, backward=True)
     be = net.backend
-    grads = np.empty(net.n_params, net.dtype)
-    acts = np.empty(lay.acts_length(net.sizes, n), net.dtype)
-    deltas = np.empty(lay.deltas_length(net.sizes, n), net.dtype)
+    grads = lay.zeros(net.n_params, net.dtype)
+    acts, deltas = lay.workspace(net.sizes, n, net.dtype)
 
     def loss_grad(flat):
         return sk_loss_grad(grads, acts, deltas, flat, be.model, xs, targets, float(alpha)), grads

@@ -94,7 +94,7 @@ class Network:
         self.sparse = sparse
         self.layout = lay.param_layout(self.sizes)
         self.n_params = lay.param_count(self.layout)
-        flat = np.zeros(self.n_params, self.dtype)
+        flat = lay.zeros(self.n_params, self.dtype)
         views = named_views(flat, self.layout)
         rng = np.random.default_rng(seed)
         for l in range(len(self.sizes) - 1):

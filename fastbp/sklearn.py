@@ -159,7 +159,7 @@ class _BaseMLP(BaseEstimator):
 
     def _pack(self, dtype):
         model, layout = self._model()
-        flat = np.empty(lay.param_count(layout), dtype)
+        flat = lay.zeros(lay.param_count(layout), dtype)
         for p in layout:
             src = (self.coefs_ if p.kind == "W" else self.intercepts_)[p.layer]
             flat[p.offset:p.offset + src.size] = np.asarray(src).reshape(-1)
@@ -256,8 +256,8 @@ class _BaseMLP(BaseEstimator):
         x = _whole(x, backward=True)
         t = self._targets(y, dtype)
         sizes, n = model.sizes, X.shape[0]
-        grads, acts = np.empty_like(flat), np.empty(lay.acts_length(sizes, n), dtype)
-        deltas = np.empty(lay.deltas_length(sizes, n), dtype)
+        grads = lay.zeros(flat.size, dtype)
+        acts, deltas = lay.workspace(sizes, n, dtype)
 
         def loss_grad(p):
             return sk_loss_grad(grads, acts, deltas, p, model, x, t, float(self.alpha)), grads
@@ -304,9 +304,8 @@ class _BaseMLP(BaseEstimator):
         t = self._targets(y, dtype)
         yb = np.empty(batch_size, np.int64) if isinstance(t, np.ndarray) else np.empty((batch_size, y.shape[1]), dtype)
         sizes = model.sizes
-        grads = np.empty_like(flat)
-        acts = np.empty(lay.acts_length(sizes, batch_size), dtype)
-        deltas = np.empty(lay.deltas_length(sizes, batch_size), dtype)
+        grads = lay.zeros(flat.size, dtype)
+        acts, deltas = lay.workspace(sizes, batch_size, dtype)
         sample_idx = np.arange(n, dtype=np.int64)
         try:
             for _ in range(self.max_iter):

@@ -5,8 +5,13 @@ Parameters (llm.c style): W1 (D0, D1), b1 (D1,), W2 (D1, D2), b2, ... back to ba
 ONE flat buffer; gradients and optimizer state mirror it. offsets (2L,) int64 holds
 where each block starts: W_l at offsets[2l], b_l at offsets[2l + 1] (l from 0).
 Layer outputs: acts (N * (D1 + ... + DL),) holds layer 1's (N, D1), then layer 2's,
-...; the last block is the logits. deltas (2 * N * max(D1..DL),) holds two ping-pong
-gradient blocks for backward.
+...; the last block is the logits. deltas (about 2 * N * max(D1..DL),) holds two
+ping-pong gradient blocks for backward, each starting on a cache line.
+Parameter, gradient and workspace buffers are allocated here (zeros, workspace), 64-byte
+aligned: then each row of a
+layer whose width is a multiple of 16 (float32) or 8 (float64) starts on a cache line,
+and no 64-byte vector load or store in kernels/sparse.py straddles two lines (the
+sparse first layer ran 1.2-1.45x faster so, docs/performance.md "Sparse inputs").
 """
 import math
 from collections import namedtuple
@@ -41,7 +46,25 @@ def acts_length(sizes, n):
 
 
 def deltas_length(sizes, n):
-    return 2 * n * max(sizes[1:])
+    half = n * max(sizes[1:])
+    return 2 * (half + -half % ALIGN_ELEMENTS)  # the second half starts on a cache line too
+
+
+ALIGN = 64           # bytes: a cache line, and one AVX-512 vector
+ALIGN_ELEMENTS = 16  # a whole number of cache lines in float32 and in float64
+
+
+def zeros(n, dtype):
+    """A (n,) array of zeros whose first element starts on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros(n * dtype.itemsize + ALIGN, np.uint8)
+    skip = -raw.ctypes.data % ALIGN
+    return raw[skip:skip + n * dtype.itemsize].view(dtype)
+
+
+def workspace(sizes, n, dtype):
+    """(acts, deltas) for a batch of n rows, aligned (see above)."""
+    return zeros(acts_length(sizes, n), dtype), zeros(deltas_length(sizes, n), dtype)
 
 
 def logits_of(acts, sizes, n):

@@ -98,6 +98,22 @@ def test_params_are_named_views_into_one_flat_buffer():
         del net.params["W1"]
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1, 7, 100])
+def test_buffers_start_on_cache_lines(dtype, n):
+    # the sparse first layer's 64-byte vectors straddle no cache line only if W1, the layer
+    # outputs and both halves of the backward's ping-pong buffer start on one
+    net = fastbp.Network([13, 48, 5, 3], dtype=dtype, seed=0)
+    trainer = net.backend.trainer(np.zeros((n, 13), dtype), np.zeros(n, np.int64), {}, n,
+                                  np.zeros((2, net.n_params), dtype))
+    acts, deltas = trainer.work.acts, trainer.work.deltas
+    half = deltas.shape[0] // 2
+    assert half >= n * 48
+    for a in (net.flat_params, net.params["W1"], trainer.work.grads, acts, deltas, deltas[half:]):
+        assert a.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(net.flat_params[:13 * 48].reshape(13, 48), net.params["W1"])
+
+
 def test_gradient_returns_fresh_buffer_each_call(rng):
     net = fastbp.Network([4, 3, 2], dtype="float64", seed=0)
     x, t = data(rng, 5, 4, 2)
