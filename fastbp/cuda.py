@@ -66,15 +66,21 @@ class DeviceParams(NamedParams):
 
 
 class CudaBackend:
-    """CpuBackend's arguments; the parameters are uploaded once and live on the device."""
+    """CpuBackend's arguments; the parameters are uploaded once and live on the device.
+    loss: "softmax_ce" on class ids, or "mse", "logistic", "half_squared" on float
+    targets (N, C) (kernels/cuda/entry_losses.py)."""
 
-    def __init__(self, sizes, act, layout, flat, chunk):
+    def __init__(self, sizes, act, layout, flat, chunk, loss="softmax_ce"):
         self.cuda = require_cuda()
         from fastbp.kernels.cuda.mlp import DeviceMLP
-        self.dev = DeviceMLP(sizes, act, layout, flat)
+        self.dev = DeviceMLP(sizes, act, layout, flat, loss)
         self.params = DeviceParams(self.dev, layout)
         self.chunk = chunk
         self.C = sizes[-1]
+
+    @staticmethod
+    def wrap(t):
+        return t  # the device kernels know their loss (CpuBackend wraps targets to pick it)
 
     @property
     def flat_params(self):
@@ -112,7 +118,7 @@ class CudaBackend:
     def loss_grad(self, grads, x, t):
         # one pass over the whole batch (a gradient is one step's worth of rows)
         losses = self.cuda.device_array(1, np.float64)
-        xd, td = self.cuda.to_device(np.ascontiguousarray(x)), self.cuda.to_device(t)
+        xd, td = self._to_device(x), self._to_device(t)
         self.dev.loss_grad(self.dev.workspace(x.shape[0]), xd, td, losses, 0)
         self.dev.grads.copy_to_host(grads)
         return float(losses.copy_to_host()[0])
@@ -169,7 +175,8 @@ class CudaTrainer:
         stop = len(t) if stop is None else stop
         if stop <= start:
             return 0
-        return int(np.count_nonzero(self.backend.classes(x[start:stop]) == t[start:stop]))
+        labels = t[start:stop] if t.ndim == 1 else t[start:stop].argmax(axis=1)  # float targets: the largest
+        return int(np.count_nonzero(self.backend.classes(x[start:stop]) == labels))
 
     def loss_sum(self, which, start=0, stop=None):
         x, t, _ = self.data[which]

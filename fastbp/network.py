@@ -68,7 +68,7 @@ class Network:
     largest output as the class for both.
     device: "cpu", or "cuda": parameters, gradients and workspaces live on the GPU
     (fastbp.cuda); methods still take and return host arrays. params["W1"] then
-    reads a read-only host copy and assignment uploads. softmax_ce only.
+    reads a read-only host copy and assignment uploads.
     sparse: which first layer inputs take (fastbp.sparse): "auto" (default) the
     sparse kernels for scipy.sparse input and for dense input that is mostly zeros,
     True always, False never. Every method (and fit) takes dense arrays and
@@ -85,8 +85,6 @@ class Network:
         self.loss_type = loss
         if device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-        if device == "cuda" and loss != "softmax_ce":
-            raise ValueError(f"device='cuda' supports loss='softmax_ce' only, got loss={loss!r}")
         self.activation = activation
         self.dtype = float_dtype(dtype)
         check_seed(seed)
@@ -104,7 +102,7 @@ class Network:
         act = codes.ACTIVATIONS.index(activation)
         if device == "cuda":  # uploads the initialised weights; from now on the device copy is the one
             from fastbp.cuda import CudaBackend
-            self.backend = CudaBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK)
+            self.backend = CudaBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK, loss)
         else:
             self.backend = CpuBackend(self.sizes, act, self.layout, flat, PREDICT_CHUNK, loss)
 

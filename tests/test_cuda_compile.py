@@ -41,7 +41,7 @@ def _f64_ops(ptx):
 
 
 def _kernels():
-    from fastbp.kernels.cuda import gather, gemm, optimizers, softmax_loss
+    from fastbp.kernels.cuda import entry_losses, gather, gemm, optimizers, softmax_loss
     for NP in (np.float32, np.float64):
         for version in gemm.VERSIONS:
             for ta, tb, epi in ((False, False, gemm.EPI_BIAS_ACT), (False, True, gemm.EPI_ACT_GRAD),
@@ -50,6 +50,7 @@ def _kernels():
                        gemm.source(version, ta, tb, epi, NP), gemm.signature(NP), False)
         yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP), False
         yield "gather", NP, gather.source(NP), gather.signature(NP), False
+        yield "gather-float-targets", NP, gather.source(NP, True), gather.signature(NP, True), False
         yield "argmax", NP, softmax_loss.argmax_source(NP), softmax_loss.argmax_signature(NP), False
         # the loss is float64 by design in these (softmax_loss.py)
         for grad in (True, False):
@@ -57,6 +58,9 @@ def _kernels():
                    softmax_loss.softmax_ce_signature(NP), True)
             yield (f"softmax-rows-{grad}", NP, softmax_loss.softmax_ce_rows_source(NP, grad),
                    softmax_loss.softmax_ce_rows_signature(NP), True)
+            for kind in entry_losses.KINDS:
+                yield (f"{kind}-{grad}", NP, entry_losses.entry_loss_source(NP, kind, grad),
+                       entry_losses.entry_loss_signature(NP), True)
     yield "mean-loss", np.float64, softmax_loss.mean_loss_source(), softmax_loss.mean_loss_signature(), True
 
 
@@ -70,7 +74,19 @@ def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
         if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
         names.append(name)
-    assert len(names) == 2 * (3 * 4 + 3 + 4) + 1
+    assert len(names) == 2 * (3 * 4 + 4 + 2 * (2 + 3)) + 1
+
+
+def test_float32_output_gradients_stay_float32(compile_ptx):
+    # the entry losses sum in float64 by design (entry_losses.py); the gradient they write
+    # must be float32 math: a float32 store, and the logistic sigmoid's exp in float32
+    from fastbp.kernels.cuda import entry_losses
+    for kind in entry_losses.KINDS:
+        ptx = compile_ptx(entry_losses.entry_loss_source(np.float32, kind, True),
+                          entry_losses.entry_loss_signature(np.float32))
+        assert re.search(r"st\.global\.f32", ptx), kind
+        if kind == "logistic":
+            assert re.search(r"ex2\.approx(\.ftz)?\.f32", ptx), "the sigmoid of a float32 output is not float32"
 
 
 def test_softmax_kernel_exponentiates_in_float32(compile_ptx):

@@ -6,10 +6,13 @@ device views made once. Per batch size B a workspace holds every layer's output
 acts[l] (B, D_{l+1}) and gradient deltas[l] (B, D_{l+1}).
 
 A training step is 3L + 2 launches and no host transfer:
-    gather 1 | forward L | softmax+CE forward+backward 1 | backward 2L - 1 | optimizer 1
-(784-50-10: 8 launches; one more with over config.ROW_THREAD_MAX_CLASSES classes). The loss of each step goes to a device array the host
-reads once per chunk of steps. Hidden layers use `act` (a code from
-fastbp.kernels.codes); the last layer gives the logits.
+    gather 1 | forward L | output loss forward+backward 1 | backward 2L - 1 | optimizer 1
+(784-50-10: 8 launches; one more for softmax with over config.ROW_THREAD_MAX_CLASSES
+classes). The loss of each step goes to a device array the host reads once per chunk
+of steps. Hidden layers use `act` (a code from fastbp.kernels.codes); the last layer
+gives the logits. `loss` picks the output loss: "softmax_ce" on (B,) int64 class ids
+(softmax_loss.py), or "mse", "half_squared", "logistic" on (B, C) float targets
+(entry_losses.py).
 """
 import math
 
@@ -19,6 +22,7 @@ from numba import cuda
 from ..codes import ADAM, IDENTITY
 from ..optimizers import adam_lr
 from . import affine, config
+from .entry_losses import entry_loss
 from .gather import gather
 from .optimizers import update
 from .softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
@@ -29,10 +33,10 @@ def _blocks(n, block):
 
 
 class DeviceMLP:
-    def __init__(self, sizes, act, layout, flat):
+    def __init__(self, sizes, act, layout, flat, loss="softmax_ce"):
         # layout: fastbp.kernels.layout.param_layout(sizes); flat: the host parameter buffer
         # to upload (its dtype is the network's)
-        self.sizes, self.act, self.layout = tuple(sizes), int(act), layout
+        self.sizes, self.act, self.layout, self.loss_kind = tuple(sizes), int(act), layout, loss
         self.NP = flat.dtype.type
         self.L = len(sizes) - 1
         self.params = cuda.to_device(flat)
@@ -75,15 +79,15 @@ class DeviceMLP:
         return ws.acts[-1]
 
     def loss_grad(self, ws, x, t, losses, slot):
-        # forward + softmax CE + backward into self.grads; the mean loss into losses[slot]
+        # forward + the output loss + backward into self.grads; the loss into losses[slot]
         affine.run(ws.forward_plan(x))
-        ws.softmax_ce(True, losses, t, slot)
+        ws.output_loss(True, losses, t, slot)
         affine.run(ws.backward_plan(x))
 
     def loss(self, ws, x, t, losses, slot):
         # forward + the mean loss into losses[slot]; no gradients
         affine.run(ws.forward_plan(x))
-        ws.softmax_ce(False, losses, t, slot)
+        ws.output_loss(False, losses, t, slot)
 
     def train_steps(self, ws, x, t, order, first, steps, optim, t0, state, losses):
         """`steps` training steps (the optimizer `opt`, a code from fastbp.kernels.codes) on
@@ -127,28 +131,36 @@ class _Workspace:
         NP = net.NP
         self.acts = [cuda.device_array((B, d), NP) for d in net.sizes[1:]]
         self.deltas = [cuda.device_array((B, d), NP) for d in net.sizes[1:]]
-        self.xb = cuda.device_array((B, net.sizes[0]), NP)
-        self.tb = cuda.device_array(B, np.int64)
+        D, C = net.sizes[0], net.sizes[-1]
+        self.xb = cuda.device_array((B, D), NP)
         # kernels; configured at each launch (see affine.py)
-        self.row_per_thread = net.sizes[-1] <= config.ROW_THREAD_MAX_CLASSES
-        if self.row_per_thread:
-            self.softmax = {g: softmax_ce(NP, g) for g in (True, False)}
+        self.softmax = net.loss_kind == "softmax_ce"
+        self.row_per_thread = self.softmax and C <= config.ROW_THREAD_MAX_CLASSES
+        if not self.softmax:
+            self.tb = cuda.device_array((B, C), NP)
+            self.entry = {g: entry_loss(NP, net.loss_kind, g) for g in (True, False)}
+            self.gather, self.gather_blocks = gather(NP, True), (_blocks(max(D, C), config.BLOCK), B)
         else:
-            self.softmax = {g: softmax_ce_rows(NP, g) for g in (True, False)}
+            self.tb = cuda.device_array(B, np.int64)
+            self.gather, self.gather_blocks = gather(NP), (_blocks(D, config.BLOCK), B)
+        if self.row_per_thread:
+            self.softmax_kernels = {g: softmax_ce(NP, g) for g in (True, False)}
+        elif self.softmax:
+            self.softmax_kernels = {g: softmax_ce_rows(NP, g) for g in (True, False)}
             self.mean_loss = mean_loss()
             self.row_loss = cuda.device_array(B, np.float64)
-        self.gather = gather(NP)
-        self.gather_blocks = (_blocks(net.sizes[0], config.BLOCK), B)
         self._forward = self._backward = None
 
-    def softmax_ce(self, grad, losses, t, slot):
-        # on the last layer's output: dlogits into deltas[-1] (if grad), the mean loss into
-        # losses[slot]; 1 launch for few classes, 2 for wide heads (softmax_loss.py)
+    def output_loss(self, grad, losses, t, slot):
+        # on the last layer's output: its gradient into deltas[-1] (if grad), the loss into
+        # losses[slot]; 1 launch, 2 for softmax over wide heads (softmax_loss.py)
         logits, d = self.acts[-1], self.deltas[-1]
-        if self.row_per_thread:
-            self.softmax[grad][1, config.ROWS_BLOCK](d, losses, logits, t, slot, self.net.stop)
+        if not self.softmax:
+            self.entry[grad][1, config.ROWS_BLOCK](d, losses, logits, t, slot, self.net.stop)
+        elif self.row_per_thread:
+            self.softmax_kernels[grad][1, config.ROWS_BLOCK](d, losses, logits, t, slot, self.net.stop)
         else:
-            self.softmax[grad][logits.shape[0], config.ROWS_BLOCK](d, self.row_loss, logits, t)
+            self.softmax_kernels[grad][logits.shape[0], config.ROWS_BLOCK](d, self.row_loss, logits, t)
             self.mean_loss[1, config.ROWS_BLOCK](losses, self.row_loss, slot, self.net.stop)
 
     def _act(self, l):

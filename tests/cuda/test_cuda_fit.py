@@ -44,6 +44,23 @@ def test_fit_matches_cpu_sigmoid_tanh_and_float64(activation, dtype, rng):
     np.testing.assert_allclose(gpu.flat_params, cpu.flat_params, rtol=rtol, atol=rtol / 10)
 
 
+@pytest.mark.parametrize("loss,optimizer", [("mse", "sgd"), ("logistic", "adam"), ("logistic", "nesterov")])
+def test_float_target_losses_fit_like_the_cpu(loss, optimizer, rng):
+    x = rng.standard_normal((20, 5))
+    t = (rng.random((20, 3)) < 0.4).astype(np.float64)  # multi-label 0/1 targets
+    nets, hists = [], []
+    for device in ("cpu", "cuda"):
+        net = fastbp.Network([5, 4, 3], seed=2, device=device, loss=loss, dtype="float64")
+        hists.append(fastbp.fit(net, x, t, batch_size=6, lr=0.05, seed=5, iters=7, optimizer=optimizer,
+                                eval_data=(x[:7], t[:7])))
+        nets.append(net)
+    (hc, hg), (cpu, gpu) = hists, nets
+    np.testing.assert_allclose(hg["loss"], hc["loss"], rtol=1e-12)
+    np.testing.assert_allclose(hg["eval_loss"], hc["eval_loss"], rtol=1e-12)
+    assert hg["train_acc"] == hc["train_acc"] and hg["eval_acc"] == hc["eval_acc"]
+    np.testing.assert_allclose(gpu.flat_params, cpu.flat_params, rtol=1e-12, atol=1e-13)
+
+
 def test_gpu_runs_are_bit_identical_and_resume_from_state(rng):
     x, t = _data(rng, n=12)  # 2 steps an epoch
     a, ha = _fit("cuda", x, t, iters=4, optimizer="adam")

@@ -6,8 +6,11 @@ from numba import cuda
 
 from cudatest import needs_device, near
 from fastbp.kernels import optimizers as cpu_opt
+from fastbp.kernels import logistic_loss as cpu_logistic
+from fastbp.kernels import mse_loss as cpu_mse
 from fastbp.kernels import softmax_loss as cpu_sm
 from fastbp.kernels.cuda import config
+from fastbp.kernels.cuda.entry_losses import entry_loss
 from fastbp.kernels.cuda.gather import gather
 from fastbp.kernels.cuda.optimizers import update
 from fastbp.kernels.cuda.softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
@@ -51,6 +54,59 @@ def test_softmax_ce_huge_logits_and_divergence_flag():
     assert stop == 0
     _, losses, stop = _softmax_ce(np.array([[np.inf, 0]], np.float32), np.array([0], np.int64), slot=2)
     assert not np.isfinite(losses[2]) and stop == 3  # slot + 1
+
+
+CPU_ENTRY_LOSSES = {"mse": cpu_mse.mse_loss_forward_backward, "half_squared": cpu_mse.half_sse_forward_backward,
+                    "logistic": cpu_logistic.logistic_loss_forward_backward}
+
+
+def _entry_loss(kind, y, t, grad=True, slot=0, block=None):
+    dy = cuda.to_device(np.full(y.shape, np.nan, y.dtype))
+    losses = cuda.to_device(np.full(3, np.nan))
+    stop = cuda.to_device(np.zeros(1, np.int64))
+    entry_loss(y.dtype.type, kind, grad, block)[1, block or config.ROWS_BLOCK](
+        dy, losses, cuda.to_device(y), cuda.to_device(t), slot, stop)
+    return dy.copy_to_host(), losses.copy_to_host(), int(stop.copy_to_host()[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["mse", "half_squared", "logistic"])
+@pytest.mark.parametrize("N,C", [(1, 1), (1, 10), (13, 3), (5, 1), (3, 7)])
+def test_entry_losses_match_cpu(kind, N, C, dtype, rng):
+    # N*C below, at and above the block's threads (8 under the simulator, 256 on a GPU)
+    y = (3 * rng.standard_normal((N, C))).astype(dtype)
+    t = (rng.random((N, C)) if kind == "logistic" else rng.standard_normal((N, C))).astype(dtype)
+    want_d = np.empty_like(y)
+    want_loss = CPU_ENTRY_LOSSES[kind](want_d, y, t)
+    got_d, losses, stop = _entry_loss(kind, y, t, slot=1)
+    near(got_d, want_d, dtype)
+    np.testing.assert_allclose(losses[1], want_loss, rtol=1e-12)  # float64 sums on both sides
+    assert np.isnan(losses[[0, 2]]).all() and stop == 0
+    _, loss_only, _ = _entry_loss(kind, y, t, grad=False, slot=2)
+    np.testing.assert_allclose(loss_only[2], want_loss, rtol=1e-12)
+
+
+def test_entry_losses_with_a_block_wider_than_the_entries(rng):
+    y, t = rng.standard_normal((3, 2)), rng.random((3, 2))
+    want_d = np.empty_like(y)
+    want = cpu_logistic.logistic_loss_forward_backward(want_d, y, t)
+    got_d, losses, _ = _entry_loss("logistic", y, t, block=64)
+    near(got_d, want_d, np.float64)
+    np.testing.assert_allclose(losses[0], want, rtol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_entry_losses_stay_finite_on_huge_outputs_and_flag_divergence():
+    # logistic: exact log1p(exp(-|z|)) form, finite for 1e30; an infinite output stops
+    y = np.array([[1e30, -1e30], [0.5, -2.0]], np.float32)
+    t = np.array([[0, 1], [1, 0]], np.float32)
+    want = cpu_logistic.logistic_loss_forward(y, t)
+    _, losses, stop = _entry_loss("logistic", y, t)
+    assert np.isfinite(want) and stop == 0
+    np.testing.assert_allclose(losses[0], want, rtol=1e-12)
+    for kind in ("mse", "half_squared", "logistic"):
+        _, losses, stop = _entry_loss(kind, np.array([[np.inf, 0]], np.float32), np.zeros((1, 2), np.float32), slot=2)
+        assert not np.isfinite(losses[2]) and stop == 3, kind  # slot + 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -104,6 +160,22 @@ def test_gather(D, B, dtype, rng):
     gather(dtype)[((D + config.BLOCK - 1) // config.BLOCK, B), config.BLOCK](
         xb, tb, cuda.to_device(x), cuda.to_device(t), cuda.to_device(order), 2)
     rows = order[2:2 + B]
+    np.testing.assert_array_equal(xb.copy_to_host(), x[rows])
+    np.testing.assert_array_equal(tb.copy_to_host(), t[rows])
+
+
+@pytest.mark.parametrize("D,C", [(11, 3), (2, 19), (1, 1)])
+def test_gather_float_targets(D, C, rng):
+    # targets wider than the inputs too: the grid covers max(D, C) columns
+    x = rng.standard_normal((7, D))
+    t = rng.standard_normal((7, C))
+    order = rng.permutation(7).astype(np.int64)
+    B = 4
+    xb = cuda.to_device(np.full((B, D), np.nan))
+    tb = cuda.to_device(np.full((B, C), np.nan))
+    gather(np.float64, True)[((max(D, C) + config.BLOCK - 1) // config.BLOCK, B), config.BLOCK](
+        xb, tb, cuda.to_device(x), cuda.to_device(t), cuda.to_device(order), 3)
+    rows = order[3:3 + B]
     np.testing.assert_array_equal(xb.copy_to_host(), x[rows])
     np.testing.assert_array_equal(tb.copy_to_host(), t[rows])
 

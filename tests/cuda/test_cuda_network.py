@@ -33,6 +33,27 @@ def test_gradient_loss_predict_match_cpu(sizes, activation, n, dtype, rng):
     assert gpu.accuracy(x, t) == cpu.accuracy(x, t)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss,sizes,n", [("mse", [5, 4, 3], 6), ("logistic", [4, 6, 5], 9),
+                                          ("logistic", [3, 2, 1], 1), ("mse", [2, 3, 1], 11)])
+def test_float_target_losses_match_cpu(loss, sizes, n, dtype, rng):
+    cpu, gpu = _pair(sizes, loss=loss, dtype=dtype, activation="tanh")
+    x = rng.standard_normal((n, sizes[0]))
+    t = rng.random((n, sizes[-1]))  # in [0, 1]: fine for both losses
+    gc, gg = cpu.gradient(x, t), gpu.gradient(x, t)
+    for k in gc:
+        assert gg[k].dtype == dtype
+        near(gg[k], gc[k], dtype)
+    np.testing.assert_allclose(gpu.loss(x, t), cpu.loss(x, t), rtol=1e-6 if dtype == np.float32 else 1e-12)
+    assert gpu.accuracy(x, t) == cpu.accuracy(x, t)
+    ids = rng.integers(0, sizes[-1], n)  # class ids: one-hot targets on both devices
+    np.testing.assert_allclose(gpu.loss(x, ids), cpu.loss(x, ids), rtol=1e-6 if dtype == np.float32 else 1e-12)
+    num = gpu.numerical_gradient(x, t)
+    if dtype == np.float64:
+        for k in gg:
+            assert np.abs(gg[k] - num[k]).max() <= 1e-7 * max(np.abs(num[k]).max(), 1e-3), k
+
+
 def test_gradient_vs_central_differences(rng):
     _, gpu = _pair([5, 4, 3], dtype=np.float64)
     x = rng.standard_normal((4, 5))
