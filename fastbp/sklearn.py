@@ -11,7 +11,8 @@ scikit-learn's do, the losses and solver steps are scikit-learn's rules
 to rounding. The work runs on fastbp's kernels: an epoch of minibatches is one
 compiled call over one flat parameter buffer, sparse or mostly-zero input takes the
 sparse first layer (fastbp.sparse), and L-BFGS drives scipy.optimize.minimize with
-a compiled loss and gradient over that buffer.
+a compiled loss and gradient over that buffer. With device="cuda" the same steps run
+on the GPU (kernels/cuda/sk_solvers.py).
 
 Two differences, both where scikit-learn's numbers stop being useful: the
 log-losses are exact (scikit-learn clips probabilities to [eps, 1 - eps], which
@@ -103,6 +104,7 @@ def _check_params(est):
     if est.dtype is not None and np.dtype(est.dtype) not in (np.float32, np.float64):
         raise ValueError(f"dtype must be None, 'float32' or 'float64', got {est.dtype!r}")
     check_policy(est.sparse)
+    choice("device", ("cpu", "cuda"))
     return [int(s) for s in sizes]
 
 
@@ -114,7 +116,7 @@ class _BaseMLP(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, dtype=None, sparse="auto"):
+                 max_fun=15000, dtype=None, sparse="auto", device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -140,6 +142,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.dtype = dtype
         self.sparse = sparse
+        self.device = device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -175,8 +178,19 @@ class _BaseMLP(BaseEstimator):
         return np.dtype(self.dtype) if self.dtype is not None else X.dtype
 
     def _kernel_input(self, X, dtype, name="X"):
-        """Dense C-contiguous, or fastbp's SparseRows, as the `sparse` policy says."""
-        return as_input(X, X.shape[1], dtype, self.sparse, name)
+        """Dense C-contiguous, or fastbp's SparseRows, as the `sparse` policy says (on cuda: dense)."""
+        return as_input(X, X.shape[1], dtype, self.sparse if self.device == "cpu" else False, name)
+
+    def _loss_kind(self):
+        """The output loss by the name the device kernels use (kernels/cuda/mlp.py)."""
+        return {"softmax": "softmax_ce", "logistic": "logistic", "identity": "half_squared"}[self.out_activation_]
+
+    def _backend(self, flat, model, layout):
+        """Network's backend for forward passes over these parameters, on self.device."""
+        if self.device == "cuda":
+            from fastbp.cuda import CudaBackend
+            return CudaBackend(self._sizes(), model.act, layout, flat, PREDICT_CHUNK, self._loss_kind())
+        return CpuBackend(self._sizes(), model.act, layout, flat, PREDICT_CHUNK)
 
     # -- forward passes
 
@@ -185,7 +199,7 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         flat, model, layout = self._pack(self._coef_dtype())
-        backend = CpuBackend(self._sizes(), model.act, layout, flat, PREDICT_CHUNK)  # Network's forward passes
+        backend = self._backend(flat, model, layout)
         return _output_activation(backend.logits(self._kernel_input(X, flat.dtype)), self.out_activation_)
 
     def _coef_dtype(self):
@@ -253,14 +267,17 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, y, dtype):
         flat, model, layout = self._pack(dtype)
         x = self._kernel_input(X, dtype)
-        x = _whole(x, backward=True)
         t = self._targets(y, dtype)
-        sizes, n = model.sizes, X.shape[0]
-        grads = lay.zeros(flat.size, dtype)
-        acts, deltas = lay.workspace(sizes, n, dtype)
+        if self.device == "cuda":
+            loss_grad = _device_loss_grad(self, flat, model, layout, x, t)
+        else:
+            x = _whole(x, backward=True)
+            sizes, n = model.sizes, X.shape[0]
+            grads = lay.zeros(flat.size, dtype)
+            acts, deltas = lay.workspace(sizes, n, dtype)
 
-        def loss_grad(p):
-            return sk_loss_grad(grads, acts, deltas, p, model, x, t, float(self.alpha)), grads
+            def loss_grad(p):
+                return sk_loss_grad(grads, acts, deltas, p, model, x, t, float(self.alpha)), grads
 
         callback = (lambda r: print(f"L-BFGS: loss = {r.fun:.8f}")) if self.verbose else None
         res = minimize_flat(flat, loss_grad, self.max_iter, self.max_fun, self.tol, callback)
@@ -296,16 +313,9 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
                           stacklevel=3)
         batch_size = int(np.clip(batch_size, 1, n))
-        x = self._kernel_input(X, dtype)
-        if isinstance(x, SparseRows):
-            x, xb = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), np.empty((1, 1), dtype)
-        else:
-            xb = np.empty((batch_size, X.shape[1]), dtype)
-        t = self._targets(y, dtype)
-        yb = np.empty(batch_size, np.int64) if isinstance(t, np.ndarray) else np.empty((batch_size, y.shape[1]), dtype)
-        sizes = model.sizes
-        grads = lay.zeros(flat.size, dtype)
-        acts, deltas = lay.workspace(sizes, batch_size, dtype)
+        x, t = self._kernel_input(X, dtype), self._targets(y, dtype)
+        epochs = (_DeviceEpochs if self.device == "cuda" else _HostEpochs)(self, flat, model, layout, x, t, state,
+                                                                           batch_size)
         sample_idx = np.arange(n, dtype=np.int64)
         try:
             for _ in range(self.max_iter):
@@ -314,10 +324,9 @@ class _BaseMLP(BaseEstimator):
                 solver = Solver(self.solver == "adam", self._lr, float(self.momentum),
                                 bool(self.nesterovs_momentum), float(self.beta_1), float(self.beta_2),
                                 float(self.epsilon))
-                total, self._adam_t = sk_epoch(flat, grads, state, acts, deltas, xb, yb, x, t,
-                                               np.ascontiguousarray(sample_idx, dtype=np.int64), batch_size,
-                                               model, solver, float(self.alpha), self._adam_t)
-                self._unpack(flat, layout)
+                total, self._adam_t = epochs.run(np.ascontiguousarray(sample_idx, dtype=np.int64), solver,
+                                                 float(self.alpha), self._adam_t)
+                self._unpack(epochs.flat(), layout)
                 self.n_iter_ += 1
                 self.loss_ = total / n
                 self.t_ += n
@@ -342,8 +351,8 @@ class _BaseMLP(BaseEstimator):
                                   "the optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
-            self._unpack(flat, layout)
-        self._solver_state = state
+            self._unpack(epochs.flat(), layout)
+        self._solver_state = epochs.solver_state()
         if self.early_stopping:
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
 
@@ -407,6 +416,82 @@ class _BaseMLP(BaseEstimator):
         return True
 
 
+class _HostEpochs:
+    """The stochastic solvers' epochs on the CPU: one compiled call each (kernels/sk_solvers.py)."""
+
+    def __init__(self, est, flat, model, layout, x, t, state, batch_size):
+        dtype = flat.dtype
+        if isinstance(x, SparseRows):
+            x, xb = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), np.empty((1, 1), dtype)
+        else:
+            xb = np.empty((batch_size, x.shape[1]), dtype)
+        yb = np.empty(batch_size, np.int64) if isinstance(t, np.ndarray) else np.empty((batch_size, t.t.shape[1]), dtype)
+        acts, deltas = lay.workspace(model.sizes, batch_size, dtype)
+        self._args = (lay.zeros(flat.size, dtype), state, acts, deltas, xb, yb, x, t)
+        self._flat, self._state, self._model, self._B = flat, state, model, batch_size
+
+    def run(self, order, solver, alpha, step):
+        return sk_epoch(self._flat, *self._args, order, self._B, self._model, solver, alpha, step)
+
+    def flat(self):
+        return self._flat
+
+    def solver_state(self):
+        return self._state
+
+
+class _DeviceEpochs:
+    """The same epochs on the GPU (kernels/cuda/sk_solvers.py): the parameters, the solver's
+    state and the data set are uploaded once per fit, each epoch's row order once."""
+
+    def __init__(self, est, flat, model, layout, x, t, state, batch_size):
+        from fastbp.cuda import require_cuda
+        self.cuda = require_cuda()
+        from fastbp.kernels.cuda.mlp import DeviceMLP
+        kind = est._loss_kind()
+        t = t if isinstance(t, np.ndarray) else t.t
+        self.dev = DeviceMLP(model.sizes, model.act, layout, flat, kind)
+        self.x, self.t, self.state = self.cuda.to_device(x), self.cuda.to_device(t), self.cuda.to_device(state)
+        self.B, self.div = batch_size, (t.shape[1] if kind == "half_squared" else 1)
+
+    def run(self, order, solver, alpha, step):
+        from fastbp.kernels.cuda.sk_solvers import sk_epoch as device_epoch
+        return device_epoch(self.dev, self.x, self.t, self.cuda.to_device(order), self.B, solver, alpha, step,
+                            self.state, self.div)
+
+    def flat(self):
+        return self.dev.params.copy_to_host()
+
+    def solver_state(self):
+        return self.state.copy_to_host()
+
+
+def _device_loss_grad(est, flat, model, layout, x, t):
+    """L-BFGS's loss and gradient function on the GPU: the network's loss and gradient over
+    the whole set there, scikit-learn's L2 term (kernels/sk_solvers.py) added on the host,
+    where scipy's buffers are anyway."""
+    from fastbp.cuda import require_cuda
+    cuda = require_cuda()
+    from fastbp.kernels.cuda.mlp import DeviceMLP
+    kind = est._loss_kind()
+    t = t if isinstance(t, np.ndarray) else t.t
+    dev = DeviceMLP(model.sizes, model.act, layout, flat, kind)
+    xd, td = cuda.to_device(x), cuda.to_device(t)
+    n, div, alpha = x.shape[0], (t.shape[1] if kind == "half_squared" else 1), float(est.alpha)
+    ws, losses = dev.workspace(n), cuda.device_array(1, np.float64)
+    decay = dev.decay.copy_to_host().astype(bool)  # the W entries
+    grads = np.empty_like(flat)
+
+    def loss_grad(p):
+        dev.params.copy_to_device(np.ascontiguousarray(p, flat.dtype))
+        dev.loss_grad(ws, xd, td, losses, 0)
+        dev.grads.copy_to_host(grads)
+        w = p[decay].astype(np.float64)
+        grads[decay] += grads.dtype.type(alpha / n) * p[decay]
+        return float(losses.copy_to_host()[0]) / div + 0.5 * alpha * float(w @ w) / n, grads
+    return loss_grad
+
+
 def _output_activation(z, name):
     if name == "softmax":
         z = z - z.max(axis=1, keepdims=True)
@@ -425,8 +510,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Parameters, attributes and methods as sklearn.neural_network.MLPClassifier's;
     fastbp's own: dtype None (X's float type: float32 stays float32, anything else
     float64), "float32" or "float64"; sparse "auto" (the first layer skips zeros for
-    sparse X and for dense X at most 20% nonzero), True or False (fastbp.sparse). Labels of any type scikit-learn takes; multiclass
-    gets softmax outputs, binary and multilabel (an indicator matrix) logistic ones.
+    sparse X and for dense X at most 20% nonzero), True or False (fastbp.sparse);
+    device "cpu" or "cuda" (the same steps on the GPU: docs/cuda.md). Labels of any type
+    scikit-learn takes; multiclass gets softmax outputs, binary and multilabel (an
+    indicator matrix) logistic ones.
     """
 
     def _out_activation(self):
@@ -493,8 +580,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's MLPRegressor (squared error) on
-    fastbp's kernels. Parameters, attributes and methods as scikit-learn's; dtype and
-    sparse as MLPClassifier's. One target or several."""
+    fastbp's kernels. Parameters, attributes and methods as scikit-learn's; dtype,
+    sparse and device as MLPClassifier's. One target or several."""
 
     def _out_activation(self):
         return "identity"

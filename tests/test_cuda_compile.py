@@ -41,7 +41,7 @@ def _f64_ops(ptx):
 
 
 def _kernels():
-    from fastbp.kernels.cuda import entry_losses, gather, gemm, optimizers, softmax_loss
+    from fastbp.kernels.cuda import entry_losses, gather, gemm, optimizers, sk_solvers, softmax_loss
     for NP in (np.float32, np.float64):
         for version in gemm.VERSIONS:
             for ta, tb, epi in ((False, False, gemm.EPI_BIAS_ACT), (False, True, gemm.EPI_ACT_GRAD),
@@ -49,6 +49,10 @@ def _kernels():
                 yield (f"gemm-{version}-{int(ta)}{int(tb)}-epi{epi}", NP,
                        gemm.source(version, ta, tb, epi, NP), gemm.signature(NP), False)
         yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP), False
+        for adam, nesterov in ((False, False), (False, True), (True, False)):
+            # Σ W² (for the reported loss) is float64 by design (sk_solvers.py)
+            yield (f"sk-update-{adam}-{nesterov}", NP, sk_solvers.sk_update_source(NP, adam, nesterov),
+                   sk_solvers.sk_update_signature(NP), True)
         yield "gather", NP, gather.source(NP), gather.signature(NP), False
         yield "gather-float-targets", NP, gather.source(NP, True), gather.signature(NP, True), False
         yield "argmax", NP, softmax_loss.argmax_source(NP), softmax_loss.argmax_signature(NP), False
@@ -62,6 +66,7 @@ def _kernels():
                 yield (f"{kind}-{grad}", NP, entry_losses.entry_loss_source(NP, kind, grad),
                        entry_losses.entry_loss_signature(NP), True)
     yield "mean-loss", np.float64, softmax_loss.mean_loss_source(), softmax_loss.mean_loss_signature(), True
+    yield "sk-finish", np.float64, sk_solvers.sk_finish_source(), sk_solvers.sk_finish_signature(), True
 
 
 def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
@@ -74,7 +79,7 @@ def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
         if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
         names.append(name)
-    assert len(names) == 2 * (3 * 4 + 4 + 2 * (2 + 3)) + 1
+    assert len(names) == 2 * (3 * 4 + 4 + 3 + 2 * (2 + 3)) + 2
 
 
 def test_float32_output_gradients_stay_float32(compile_ptx):
@@ -87,6 +92,15 @@ def test_float32_output_gradients_stay_float32(compile_ptx):
         assert re.search(r"st\.global\.f32", ptx), kind
         if kind == "logistic":
             assert re.search(r"ex2\.approx(\.ftz)?\.f32", ptx), "the sigmoid of a float32 output is not float32"
+
+
+def test_float32_sk_update_steps_in_float32(compile_ptx):
+    # only Σ W² is float64 (a conversion and a multiply-add per entry); the step itself,
+    # Adam's square root included, is float32
+    from fastbp.kernels.cuda import sk_solvers
+    ptx = compile_ptx(sk_solvers.sk_update_source(np.float32, True, False), sk_solvers.sk_update_signature(np.float32))
+    assert re.search(r"sqrt\.rn\.f32", ptx) and not re.search(r"sqrt\.rn\.f64", ptx)
+    assert re.search(r"st\.global\.f32", ptx)
 
 
 def test_softmax_kernel_exponentiates_in_float32(compile_ptx):
@@ -120,6 +134,10 @@ def test_cuda_without_a_gpu_is_a_clear_error():
         pass
     with pytest.raises(DeviceUnavailable, match="device='cuda'"):
         fastbp.Network([3, 2], device="cuda")
+    pytest.importorskip("sklearn")
+    for solver in ("adam", "lbfgs"):
+        with pytest.raises(DeviceUnavailable, match="device='cuda'"):
+            fastbp.MLPClassifier(solver=solver, device="cuda").fit(np.eye(3), [0, 1, 1])
 
 
 def test_cli_device_cuda_without_a_gpu(tmp_path):

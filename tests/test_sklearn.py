@@ -177,6 +177,7 @@ def test_fitted_estimators_pickle_and_clone():
     (dict(shuffle="yes"), TypeError, "shuffle must be True or False"),
     (dict(dtype="float16"), ValueError, "dtype must be None"),
     (dict(sparse="yes"), ValueError, "sparse must be 'auto', True or False"),
+    (dict(device="gpu"), ValueError, "device must be one of"),
 ])
 def test_bad_parameters_are_named_before_any_work(params, error, match):
     X, y = _data("multiclass")

@@ -8,11 +8,14 @@ from cudatest import needs_device, near
 from fastbp.kernels import optimizers as cpu_opt
 from fastbp.kernels import logistic_loss as cpu_logistic
 from fastbp.kernels import mse_loss as cpu_mse
+from fastbp.kernels import sk_solvers as cpu_sk
 from fastbp.kernels import softmax_loss as cpu_sm
+from fastbp.kernels.layout import offsets as layout_offsets, param_layout
 from fastbp.kernels.cuda import config
 from fastbp.kernels.cuda.entry_losses import entry_loss
 from fastbp.kernels.cuda.gather import gather
 from fastbp.kernels.cuda.optimizers import update
+from fastbp.kernels.cuda.sk_solvers import sk_finish, sk_update
 from fastbp.kernels.cuda.softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
 
 pytestmark = needs_device
@@ -107,6 +110,41 @@ def test_entry_losses_stay_finite_on_huge_outputs_and_flag_divergence():
     for kind in ("mse", "half_squared", "logistic"):
         _, losses, stop = _entry_loss(kind, np.array([[np.inf, 0]], np.float32), np.zeros((1, 2), np.float32), slot=2)
         assert not np.isfinite(losses[2]) and stop == 3, kind  # slot + 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("adam,nesterov", [(False, False), (False, True), (True, False)])
+@pytest.mark.parametrize("sizes", [(3, 2, 2), (1, 1, 1), (4, 5, 3)])  # P = 14, 5, 43: around the block
+def test_sk_update_and_finish_match_the_cpu_solver(adam, nesterov, sizes, dtype, rng):
+    # scikit-learn's L2 term on the W entries, one sgd/adam step, and the step's reported loss
+    layout = param_layout(sizes)
+    P = sum(int(np.prod(p.shape)) for p in layout)
+    params, grads = rng.standard_normal(P).astype(dtype), rng.standard_normal(P).astype(dtype)
+    state = (0.1 * np.abs(rng.standard_normal((2, P)))).astype(dtype)
+    decay = np.zeros(P, np.uint8)
+    for p in layout:
+        if p.kind == "W":
+            decay[p.offset:p.offset + int(np.prod(p.shape))] = 1
+    solver = cpu_sk.Solver(adam, 0.05, 0.9, nesterov, 0.9, 0.999, 1e-8)
+    alpha, n, step, div, data_loss = 0.3, 7, 3, 2.0, 1.25
+    want_p, want_g, want_s = params.copy(), grads.copy(), state.copy()
+    offsets, sz = layout_offsets(layout), np.array(sizes, np.int64)
+    sq = cpu_sk.l2_penalty(want_g, want_p, offsets, sz, alpha / n)
+    cpu_sk.solver_update(want_p, want_g, want_s, solver, step)
+    want_total = 5.0 + (data_loss / div + 0.5 * alpha * sq / n) * n
+
+    blocks = (P + config.BLOCK - 1) // config.BLOCK
+    d_p, d_s, partial = cuda.to_device(params), cuda.to_device(state), cuda.device_array(blocks, np.float64)
+    lr_t = solver.lr * np.sqrt(1 - solver.beta2 ** step) / (1 - solver.beta1 ** step)
+    sk_update(dtype, adam, nesterov)[blocks, config.BLOCK](
+        d_p, cuda.to_device(grads), d_s[0], d_s[1], cuda.to_device(decay), partial, dtype(alpha / n),
+        dtype(solver.lr), dtype(lr_t), dtype(0.9), dtype(0.9), dtype(0.999), dtype(1e-8))
+    near(d_p.copy_to_host(), want_p, dtype)
+    near(d_s.copy_to_host(), want_s, dtype)
+    total = cuda.to_device(np.array([5.0]))
+    sk_finish()[1, config.ROWS_BLOCK](total, cuda.to_device(np.array([0.0, data_loss])), partial, 1, div,
+                                      0.5 * alpha, float(n))
+    np.testing.assert_allclose(total.copy_to_host()[0], want_total, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
