@@ -26,7 +26,7 @@ EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal's
 # A run's settings and their defaults: the one list the parser, a resume and metrics.json share.
 # lr None: the optimizer's own default (fastbp.kernels.codes.DEFAULT_LR).
 RUN_DEFAULTS = {"dataset": "mnist", "data_dir": None, "download": None, "hidden": [50],
-                "activation": "relu", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
+                "activation": "relu", "loss": "softmax_ce", "iters": None, "epochs": None, "batch_size": 100, "lr": None,
                 "optimizer": "sgd", "weight_decay": 0.0, "momentum": None, "dtype": "float32", "device": "cpu",
                 "seed": 0, "checkpoint_every": None, "sparse": "auto", "lr_schedule": "constant", "power_t": 0.5,
                 "early_stopping": False, "validation_fraction": 0.1, "patience": 10, "tol": 1e-4}
@@ -35,7 +35,7 @@ DEFAULT_EPOCHS = 10
 # numbers to float rounding, so a resume may switch
 SPARSE_CHOICES = {"auto": "auto", "on": True, "off": False}
 # what makes a run that run: a resume keeps them and refuses a different value
-IDENTITY = ("dataset", "hidden", "activation", "batch_size", "lr", "optimizer", "weight_decay",
+IDENTITY = ("dataset", "hidden", "activation", "loss", "batch_size", "lr", "optimizer", "weight_decay",
             "momentum", "dtype", "seed", "lr_schedule", "power_t", "early_stopping", "validation_fraction",
             "patience", "tol")
 
@@ -69,7 +69,7 @@ def _number(kind, ok, what):
 def build_parser():
     from fastbp import __version__
     from fastbp.kernels.codes import DEFAULT_LR, HIDDEN_ACTIVATIONS, OPTIMIZER_HYPER, OPTIMIZERS
-    from fastbp.network import DEVICES
+    from fastbp.network import DEVICES, LOSSES
     from fastbp.schedules import SCHEDULES
 
     positive_int = _number(int, lambda v: v > 0, "positive")
@@ -90,6 +90,10 @@ def build_parser():
     tr.add_argument("--hidden", type=positive_int, nargs="+", metavar="N",
                     help=f"hidden layer widths (default: {' '.join(map(str, d['hidden']))})")
     tr.add_argument("--activation", choices=list(HIDDEN_ACTIVATIONS), help=f"(default: {d['activation']})")
+    tr.add_argument("--loss", choices=list(LOSSES),
+                    help="the output layer's loss: softmax with cross-entropy; mse, the squared error against "
+                    "one-hot labels; logistic, a sigmoid per class with binary cross-entropy "
+                    f"(default: {d['loss']})")
     length = tr.add_mutually_exclusive_group()
     length.add_argument("--iters", type=positive_int, help="training steps")
     length.add_argument("--epochs", type=positive_int,
@@ -455,7 +459,7 @@ def _train(args, ranks):
             net, state = loaded
         else:  # a new run; under --mpi the other ranks' networks get rank 0's state in fit
             net = fastbp.Network(sizes, activation=s["activation"], dtype=s["dtype"], seed=s["seed"],
-                                 device=s["device"])
+                                 device=s["device"], loss=s["loss"])
             state = TrainState(net, s["seed"])
         net.sparse = SPARSE_CHOICES[s["sparse"]]
         config = {**s, "sizes": sizes, "train_size": len(x), "steps": steps, "ranks": ranks.size}

@@ -293,12 +293,33 @@ def test_an_error_before_training_leaves_no_empty_folder(tmp_path, cache):
 
 # -- the command line itself
 
+@pytest.mark.parametrize("loss", ["logistic", "mse"])
+def test_the_output_loss_is_a_stored_setting(tmp_path, cache, loss):
+    common = small_run(tmp_path)
+    out = tmp_path / "run"
+    res = fastbp_cli(*common, "--loss", loss, "--epochs", "2", "--out", str(out), cache=cache)
+    assert f"loss='{loss}'" in res.stderr + res.stdout  # the first line names the network
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["loss"] == loss
+    res = fastbp_cli("train", "--resume", "--out", str(out), "--loss", "softmax_ce", "--epochs", "3", cache=cache,
+                     check=False)
+    assert res.returncode == 1 and "--loss softmax_ce (the run has " + loss + ")" in res.stderr
+    fastbp_cli("train", "--resume", "--out", str(out), "--epochs", "3", cache=cache)
+    # the same run through fit, on one-hot targets of the labels
+    x, t = fastbp.datasets.load_mnist(root=str(tmp_path / "data"), download=False)[0]
+    net = fastbp.Network([784, 16, 10], seed=4, loss=loss)
+    fastbp.fit(net, x, t, epochs=3, batch_size=50, optimizer="adam", seed=4)
+    back = fastbp.Network.load(out / "params.npz")
+    assert back.loss_type == loss
+    np.testing.assert_array_equal(back.flat_params, net.flat_params)
+
+
 def test_help_shows_every_default_and_version(cache):
     res = fastbp_cli("train", "--help", cache=cache)
     text = " ".join(res.stdout.split())
     for default in ("(default: mnist)", "(default: 50)", "(default: relu)", "(default: 10)",
                     "(default: 100)", "0.1 for sgd, 0.01 for momentum, 0.01 for adagrad, 0.001 for adam",
-                    "(default: sgd)", "(default: 0)", "(default: float32)", "(default: cpu)", "(default: auto)",
+                    "(default: sgd)", "(default: softmax_ce)", "(default: 0)", "(default: float32)", "(default: cpu)", "(default: auto)",
                     "a new runs/<dataset>-<time>"):
         assert default in text, default
     assert fastbp_cli("--version", cache=cache).stdout.strip() == f"fastbp {fastbp.__version__}"
