@@ -115,6 +115,11 @@ def test_bad_input_is_refused_before_any_kernel(rng):
         gpu.gradient(np.zeros((2, 5)), np.zeros(2, int))
     with pytest.raises(ValueError, match="t"):
         gpu.loss(np.zeros((2, 3)), np.array([0, 2]))  # class 2 of 2
-    with pytest.raises(ValueError, match="softmax_ce"):
-        fastbp.Network([3, 2], device="cuda", loss="mse")
     np.testing.assert_array_equal(gpu.flat_params, before)
+    logistic = fastbp.Network([3, 2], device="cuda", loss="logistic", seed=0)
+    before = logistic.flat_params.copy()
+    with pytest.raises(ValueError, match=r"t for loss='logistic' must lie in \[0, 1\]"):
+        logistic.gradient(np.zeros((2, 3)), np.array([[0.5, 1.5], [0, 1]]))
+    with pytest.raises(ValueError, match=r"t as targets must have shape \(2, 2\)"):
+        logistic.loss(np.zeros((2, 3)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(logistic.flat_params, before)
