@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from .codes import ADAGRAD, ADAM, MOMENTUM, NESTEROV, OPTIMIZERS, SGD  # noqa: F401  (OPTIMIZERS: for callers)
-from .config import CACHE, FASTMATH
+from .config import CACHE, DIVIDING, FASTMATH
 from .layout import param_block
 
 
@@ -45,7 +45,7 @@ def nesterov_update(p, v, g, lr, mu, wd):
         p[i] += mu * v[i] - lr * gi
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE, fastmath=FASTMATH, **DIVIDING)
 def adagrad_update(p, h, g, lr, wd):
     lr, wd, eps = p.dtype.type(lr), p.dtype.type(wd), p.dtype.type(1e-7)
     for i in range(p.shape[0]):
@@ -54,7 +54,7 @@ def adagrad_update(p, h, g, lr, wd):
         p[i] -= lr * gi / (np.sqrt(h[i]) + eps)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE, fastmath=FASTMATH, **DIVIDING)
 def adam_update(p, m, v, g, lr_t, beta1, beta2, wd):
     lr_t, wd, eps = p.dtype.type(lr_t), p.dtype.type(wd), p.dtype.type(1e-7)
     c1, c2 = p.dtype.type(1 - beta1), p.dtype.type(1 - beta2)

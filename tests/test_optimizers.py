@@ -51,3 +51,24 @@ def test_adam_first_step_moves_each_weight_by_about_lr():
     lr_t = 0.01 * np.sqrt(1 - 0.999) / (1 - 0.9)
     optimizers.adam_update(p, m, v, g, lr_t, 0.9, 0.999, 0.0)
     np.testing.assert_allclose(p, [-0.01, 0.01, -0.01], rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["adam_update", "adagrad_update", "sk_solver_update"])
+def test_dividing_updates_are_vectorised(name):
+    # a float division that may raise ZeroDivisionError (numba's default error model) keeps
+    # LLVM from vectorising a loop: Adam's step was 8x slower so (kernels/config.py, DIVIDING).
+    # Compiled afresh with the kernel's own options (cached code cannot be inspected).
+    from numba import njit
+    from fastbp.kernels import sk_solvers
+    f = sk_solvers.solver_update if name == "sk_solver_update" else getattr(optimizers, name)
+    options = {k: v for k, v in f.targetoptions.items() if k not in ("nopython", "cache")}
+    fresh = njit(cache=False, **options)(f.py_func)
+    p = np.zeros(64, np.float32)
+    if name == "adam_update":
+        fresh(p, p.copy(), p.copy(), p.copy(), 0.001, 0.9, 0.999, 0.0)
+    elif name == "adagrad_update":
+        fresh(p, p.copy(), p.copy(), 0.01, 0.0)
+    else:
+        fresh(p, p.copy(), np.zeros((2, 64), np.float32), sk_solvers.Solver(True, 0.001, 0.9, True, 0.9, 0.999, 1e-8), 1)
+    ir = "".join(fresh.inspect_llvm().values())
+    assert "llvm.sqrt.v" in ir, f"{name}: the square root is not vectorised"
