@@ -19,7 +19,8 @@ from fastbp.network import Network
 def minimize_flat(flat, loss_grad, max_iter, max_fun, tol, callback=None):
     """L-BFGS-B from flat (P,), which ends holding the result; loss_grad(flat) -> (loss,
     gradient) works on flat in place. scikit-learn's options: maxiter, maxfun, gtol=tol.
-    Returns scipy's OptimizeResult."""
+    callback(r) after each iteration gets scipy's OptimizeResult of it (r.x, r.fun); raising
+    StopIteration there ends the run at that iteration. Returns scipy's OptimizeResult."""
     import scipy.optimize  # here: `import fastbp` stays quick
 
     def f(p):
@@ -27,17 +28,25 @@ def minimize_flat(flat, loss_grad, max_iter, max_fun, tol, callback=None):
         loss, grad = loss_grad(flat)
         return loss, grad.astype(np.float64)
 
-    res = scipy.optimize.minimize(f, flat.astype(np.float64), method="L-BFGS-B", jac=True, callback=callback,
+    each = None
+    if callback is not None:
+        def each(intermediate_result):  # by this name scipy passes the OptimizeResult, not just x
+            callback(intermediate_result)
+
+    res = scipy.optimize.minimize(f, flat.astype(np.float64), method="L-BFGS-B", jac=True, callback=each,
                                   options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol})
     flat[:] = res.x
     return res
 
 
-def fit_lbfgs(net, x, t, *, alpha=0.0, max_iter=200, max_fun=15000, tol=1e-4, verbose=False):
+def fit_lbfgs(net, x, t, *, alpha=0.0, max_iter=200, max_fun=15000, tol=1e-4, verbose=False, callback=None):
     """Train `net` (CPU) in place by L-BFGS on all of x, t (as fit takes them) at once:
     the network's mean loss plus scikit-learn's L2 term alpha/2 · ΣW² / N. Stops after
     max_iter iterations or max_fun evaluations, or when the largest gradient entry is
-    below tol. Returns scipy's OptimizeResult (fun: the final loss, nit, status, message)."""
+    below tol. verbose prints the loss after each iteration; callback(r) is called after
+    each with scipy's OptimizeResult (r.fun the loss, r.x the parameters, which the network
+    then holds), and may raise StopIteration to end the run there. Returns scipy's
+    OptimizeResult (fun: the final loss, nit, status, message)."""
     if not isinstance(net, Network):
         raise TypeError(f"net must be a fastbp.Network, got {type(net).__name__}")
     if net.device != "cpu":
@@ -58,5 +67,10 @@ def fit_lbfgs(net, x, t, *, alpha=0.0, max_iter=200, max_fun=15000, tol=1e-4, ve
     def loss_grad(flat):
         return sk_loss_grad(grads, acts, deltas, flat, be.model, xs, targets, float(alpha)), grads
 
-    callback = (lambda r: print(f"L-BFGS: loss = {r.fun:.8f}", flush=True)) if verbose else None
-    return minimize_flat(be.params.flat, loss_grad, max_iter, max_fun, tol, callback)
+    def each(r):
+        be.params.flat[:] = r.x  # the iterate (scipy may have evaluated elsewhere last)
+        if verbose:
+            print(f"L-BFGS: loss = {r.fun:.8f}", flush=True)
+        if callback is not None:
+            callback(r)
+    return minimize_flat(be.params.flat, loss_grad, max_iter, max_fun, tol, each)

@@ -475,3 +475,20 @@ def test_fit_lbfgs_checks_its_arguments(data):
     res = fastbp.fit_lbfgs(net, x, t, max_iter=5)
     assert res.nit <= 5 and net.loss(x, t) < fastbp.Network([2, 4, 3], seed=0).loss(x, t)
     assert not np.array_equal(before, net.flat_params)
+
+
+def test_fit_lbfgs_reports_each_iteration_and_can_be_stopped(data, capsys):
+    (x, t), _ = data
+    net = fastbp.Network([2, 4, 3], seed=0)
+    seen = []
+
+    def callback(r):
+        np.testing.assert_array_equal(net.flat_params, r.x.astype(net.dtype))  # the net holds the iterate
+        seen.append(r.fun)
+        if len(seen) == 3:
+            raise StopIteration
+    res = fastbp.fit_lbfgs(net, x, t, max_iter=50, verbose=True, callback=callback)
+    lines = capsys.readouterr().out.splitlines()
+    assert res.nit == 3 and len(seen) == 3 and seen == sorted(seen, reverse=True)
+    assert lines == [f"L-BFGS: loss = {v:.8f}" for v in seen]
+    np.testing.assert_allclose(net.loss(x, t), seen[-1], rtol=1e-6)  # no L2 term: the net's own loss

@@ -204,3 +204,12 @@ def test_real_digits_learn_with_the_defaults():
     ref = sk.MLPClassifier(max_iter=8, random_state=0).fit(x, t)
     assert est.score(xt, tt) == ref.score(xt, tt)
     np.testing.assert_allclose(est.loss_curve_, ref.loss_curve_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_verbose_prints_the_loss_of_each_iteration(solver, capsys):
+    X, y = _data("binary")
+    est = MLPClassifier(hidden_layer_sizes=(4,), solver=solver, max_iter=3, random_state=0, verbose=True).fit(X, y)
+    lines = [l for l in capsys.readouterr().out.splitlines() if "loss = " in l]
+    assert len(lines) == est.n_iter_ == 3
+    assert lines[-1].endswith(f"loss = {est.loss_:.8f}")
