@@ -40,6 +40,14 @@ IDENTITY = ("dataset", "hidden", "activation", "loss", "batch_size", "lr", "opti
             "patience", "tol")
 
 
+# --optimizer lbfgs: full-batch L-BFGS (fastbp.fit_lbfgs), --iters of its iterations; these
+# minibatch settings do not apply to it
+LBFGS = "lbfgs"
+LBFGS_ITERS = 200  # scikit-learn's max_iter
+LBFGS_REFUSES = ("epochs", "batch_size", "lr", "momentum", "lr_schedule", "power_t", "early_stopping",
+                 "validation_fraction", "patience", "checkpoint_every")
+
+
 class CLIError(Exception):
     """A problem with the arguments or the data, reported as one line."""
 
@@ -102,7 +110,9 @@ def build_parser():
     tr.add_argument("--lr", type=_number(float, lambda v: v > 0, "positive"),
                     help="learning rate (default: " +
                     ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
-    tr.add_argument("--optimizer", choices=list(OPTIMIZERS), help=f"(default: {d['optimizer']})")
+    tr.add_argument("--optimizer", choices=list(OPTIMIZERS) + [LBFGS],
+                    help=f"lbfgs: full-batch L-BFGS for --iters iterations (default {LBFGS_ITERS}), "
+                    f"--weight-decay its L2 term, --tol its gradient tolerance (default: {d['optimizer']})")
     tr.add_argument("--momentum", type=_number(float, lambda v: 0 <= v < 1, "in [0, 1)"),
                     help=f"for --optimizer momentum or nesterov (default: {OPTIMIZER_HYPER['momentum'][0]:g})")
     tr.add_argument("--weight-decay", type=_number(float, lambda v: v >= 0, ">= 0"),
@@ -169,6 +179,16 @@ def resolve_settings(args, saved=None):
     if "data_dir" in given:  # stored for a resume, which may start from another folder
         given["data_dir"] = os.path.abspath(given["data_dir"])
     settings.update(given)
+    if settings["optimizer"] == LBFGS:
+        wrong = [_flag(k, given[k]).split(" ")[0] for k in LBFGS_REFUSES if k in given]
+        if wrong:
+            raise CLIError(f"--optimizer lbfgs: {', '.join(wrong)} do not apply (a full-batch method: "
+                           f"--iters sets its iterations, --weight-decay its L2 term, --tol its gradient "
+                           f"tolerance)", USAGE_ERROR)
+        settings["epochs"] = None
+        if settings["iters"] is None:
+            settings["iters"] = LBFGS_ITERS
+        return settings
     if settings["lr"] is None:
         settings["lr"] = DEFAULT_LR[settings["optimizer"]]
     if settings["optimizer"] in MOMENTUM_OPTIMIZERS:
@@ -405,6 +425,9 @@ def _train(args, ranks):
             except ValueError as e:
                 raise CLIError(str(e)) from None
             s = resolve_settings(args, saved)
+            if s["optimizer"] == LBFGS and (args.mpi or s["device"] != "cpu"):
+                raise CLIError("--optimizer lbfgs runs in one process on the CPU: no --mpi, no --device cuda",
+                               USAGE_ERROR)
             if s["device"] == "cuda":  # given, or the resumed run's
                 from fastbp.cuda import DeviceUnavailable, require_cuda
                 try:
@@ -471,10 +494,15 @@ def _train(args, ranks):
             on += f", {s['lr_schedule']} learning rate"
         if validation is not None:
             on += f", early stopping on {len(validation[1])} held-out images"
+        results = Results(out, net, config, source, f"{net} on {source}")
+        if s["optimizer"] == LBFGS:
+            say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; L-BFGS over "
+                f"all {n_train} images, up to {s['iters']} iterations; results in {out}")
+            ensure_compiled(net.dtype)
+            return _train_lbfgs(net, (x, t), (xt, tt), s, results, stopped, say)
         say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; "
             f"{s['optimizer']} lr {s['lr']:g}, "
             f"batch {s['batch_size']}, {steps} steps ({per_epoch} per epoch){on}; results in {out}")
-        results = Results(out, net, config, source, f"{net} on {source}")
         saved_epoch = [state.epoch if saved is not None else None]
 
         def on_epoch(st):
@@ -524,6 +552,51 @@ def _train(args, ranks):
         return 0
 
 
+def _train_lbfgs(net, train, test, s, results, stopped, say):
+    """--optimizer lbfgs: fastbp.fit_lbfgs over every training image, --weight-decay λ as the
+    L2 term (alpha = λ·N, so the gradient gets λ·W as with the minibatch optimizers). Each
+    iteration is recorded as an epoch of one step (its loss the L-BFGS objective, then both
+    accuracies and the test loss), so the output files read as for the others. A signal
+    stops it after the iteration under way; there is no checkpoint: L-BFGS keeps no state
+    a run could resume from."""
+    from fastbp.lbfgs import fit_lbfgs
+    from fastbp.training import TrainState, epoch_line
+
+    (x, t), (xt, tt) = train, test
+    state = TrainState(net, s["seed"])
+    h = state.history
+    started = last = time.perf_counter()
+
+    def record(r):
+        nonlocal last
+        now = time.perf_counter()
+        state.step = state.epoch = state.step + 1
+        for key, v in (("loss", float(r.fun)), ("epoch_step", state.step), ("epoch_loss", float(r.fun)),
+                       ("train_acc", net.accuracy(x, t)), ("eval_acc", net.accuracy(xt, tt)),
+                       ("eval_loss", net.loss(xt, tt)), ("val_acc", None), ("epoch_seconds", now - last)):
+            h[key].append(v)
+        last = now
+        say(epoch_line(state))
+        if stopped():
+            raise StopIteration
+
+    res = fit_lbfgs(net, x, t, alpha=s["weight_decay"] * len(t), max_iter=s["iters"], tol=s["tol"],
+                    callback=record)
+    results.seconds = time.perf_counter() - started
+    if stopped():
+        name = signal.Signals(stopped.signum).name
+        results.write(state, "interrupted", signal=name, resumable=False)
+        print(f"fastbp: interrupted ({name}) after L-BFGS iteration {state.step} of up to {s['iters']}; wrote "
+              f"{results.out}/params.npz, metrics.json, curves.png (an L-BFGS run does not resume)",
+              file=sys.stderr, flush=True)
+        return EXIT_ON_SIGNAL[stopped.signum]
+    results.write(state, "finished")
+    acc = f"test accuracy {h['eval_acc'][-1]:.4f} after" if h["eval_acc"] else "stopped before"
+    say(f"fastbp: {acc} {state.step} L-BFGS iterations ({res.message}) in {results.seconds:.1f} s; wrote "
+        f"{results.out}/params.npz, metrics.json, curves.png")
+    return 0
+
+
 class Results:
     """What a run writes into its folder, each file atomically and with the user's umask."""
 
@@ -538,7 +611,7 @@ class Results:
         from fastbp.checkpoints import save_checkpoint
         save_checkpoint(self.path("checkpoint.npz"), self.net, state, self.config)
 
-    def write(self, state, status, params=True, signal=None):
+    def write(self, state, status, params=True, signal=None, resumable=True):
         """params.npz (unless params=False), metrics.json and curves.png for the run so far."""
         from fastbp.files import atomic_write_text
         h = state.history
@@ -554,16 +627,25 @@ class Results:
                                 "test_loss": h["eval_loss"][-1]}
         if signal is not None:
             metrics["interrupted"] = {"step": state.step, "signal": signal,
-                                      "note": f"interrupted at step {state.step} by {signal}; "
-                                              f"--resume continues from checkpoint.npz"}
+                                      "note": f"interrupted at step {state.step} by {signal}; " +
+                                              ("--resume continues from checkpoint.npz" if resumable else
+                                               "this run does not resume")}
         atomic_write_text(self.path("metrics.json"), json.dumps(metrics, indent=1))
         note = {"finished": "", "running": f", step {state.step} (running)",
                 "interrupted": f", interrupted at step {state.step}"}[status]
-        plot_curves(self.path("curves.png"), h, self.title + note)
+        name = LOSS_NAMES[self.net.loss_type]
+        lbfgs = self.config.get("optimizer") == LBFGS
+        if lbfgs and self.config.get("weight_decay"):
+            name += " + L2 term"
+        plot_curves(self.path("curves.png"), h, self.title + note, name, full_batch=lbfgs)
 
 
-def plot_curves(path, history, title):
-    """Loss per step (and its per-epoch mean) beside train/test accuracy per epoch, as a PNG."""
+LOSS_NAMES = {"softmax_ce": "cross-entropy loss", "mse": "mean squared error", "logistic": "binary cross-entropy"}
+
+
+def plot_curves(path, history, title, loss_name=LOSS_NAMES["softmax_ce"], full_batch=False):
+    """Loss per step (and its per-epoch mean) beside train/test accuracy per epoch, as a PNG;
+    full_batch: each step is an L-BFGS iteration over the whole set (one line of losses)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -573,16 +655,20 @@ def plot_curves(path, history, title):
     loss = np.asarray(history["loss"])
     epochs = np.arange(1, len(history["train_acc"]) + 1)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    a.plot(np.arange(1, len(loss) + 1), loss, lw=0.5, alpha=0.4, label="minibatch loss")
-    a.plot(history["epoch_step"], history["epoch_loss"], "o-", ms=3, label="epoch mean")
-    a.set(xlabel="step", ylabel="cross-entropy loss", yscale="log", title="loss")
-    a.legend()
+    if full_batch:
+        a.plot(np.arange(1, len(loss) + 1), loss, "o-", ms=3)
+        a.set(xlabel="L-BFGS iteration", ylabel=loss_name, yscale="log", title="loss over the whole training set")
+    else:
+        a.plot(np.arange(1, len(loss) + 1), loss, lw=0.5, alpha=0.4, label="minibatch loss")
+        a.plot(history["epoch_step"], history["epoch_loss"], "o-", ms=3, label="epoch mean")
+        a.set(xlabel="step", ylabel=loss_name, yscale="log", title="loss")
+        a.legend()
     b.plot(epochs, history["train_acc"], "o-", ms=3, label="train")
     if any(v is not None for v in history["eval_acc"]):
         b.plot(epochs, history["eval_acc"], "s-", ms=3, label="test")
     if any(v is not None for v in history.get("val_acc", [])):
         b.plot(epochs, history["val_acc"], "^-", ms=3, label="validation")
-    b.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    b.set(xlabel="L-BFGS iteration" if full_batch else "epoch", ylabel="accuracy", title="accuracy")
     b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     b.grid(alpha=0.3)
     b.legend()

@@ -100,6 +100,10 @@ def test_sparse_on_and_off_train_the_same_network(tmp_path, cache):
     (["train", "--patience", "0"], 2, "--patience: '0' must be positive"),
     (["train", "--momentum", "0.5"], 2, "--momentum is for --optimizer momentum or nesterov, not sgd"),
     (["train", "--iters", "5", "--epochs", "2"], 2, "not allowed with argument"),
+    (["train", "--optimizer", "lbfgs", "--batch-size", "5", "--lr", "0.1"], 2,
+     "--optimizer lbfgs: --batch-size, --lr do not apply (a full-batch method: --iters sets its iterations"),
+    (["train", "--optimizer", "lbfgs", "--epochs", "3"], 2, "--optimizer lbfgs: --epochs do not apply"),
+    (["train", "--optimizer", "lbfgs", "--device", "cuda"], 2, "runs in one process on the CPU: no --mpi"),
     (["train", "--data-dir", "/nonexistent/mnist"], 1, "no such directory"),
     (["train", "--resume"], 1, "--resume needs the --out folder"),
     (["train", "--dataset", "fashion-mnist", "--no-download"], 1, "no fashion-mnist files"),
@@ -314,12 +318,35 @@ def test_the_output_loss_is_a_stored_setting(tmp_path, cache, loss):
     np.testing.assert_array_equal(back.flat_params, net.flat_params)
 
 
+def test_lbfgs_run_is_fit_lbfgs_and_records_each_iteration(tmp_path, cache):
+    common = small_run(tmp_path)
+    common = common[:4] + ["--hidden", "16", "--seed", "4", "--no-progress"]  # no --batch-size, no adam
+    out = tmp_path / "run"
+    res = fastbp_cli(*common, "--optimizer", "lbfgs", "--iters", "6", "--weight-decay", "0.001", "--out", str(out),
+                     cache=cache)
+    assert "L-BFGS over all 300 images, up to 6 iterations" in res.stdout
+    assert [l.split()[1] for l in res.stdout.splitlines() if l.startswith("epoch")] == list("123456")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["config"]["optimizer"] == "lbfgs" and m["step"] == 6
+    assert len(m["history"]["eval_acc"]) == 6 and m["final"]["test_acc"] == m["history"]["eval_acc"][-1]
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and not (out / "checkpoint.npz").exists()
+    # the same through the library: --weight-decay λ is scikit-learn's alpha = λ·N
+    x, t = fastbp.datasets.load_mnist(root=str(tmp_path / "data"), download=False)[0]
+    net = fastbp.Network([784, 16, 10], seed=4)
+    r = fastbp.fit_lbfgs(net, x, t, alpha=0.001 * 300, max_iter=6)
+    np.testing.assert_array_equal(fastbp.Network.load(out / "params.npz").flat_params, net.flat_params)
+    assert m["history"]["loss"][-1] == pytest.approx(r.fun, rel=1e-12)
+    res = fastbp_cli("train", "--resume", "--out", str(out), cache=cache, check=False)
+    assert res.returncode == 1 and "no checkpoint at" in res.stderr
+
+
 def test_help_shows_every_default_and_version(cache):
     res = fastbp_cli("train", "--help", cache=cache)
     text = " ".join(res.stdout.split())
     for default in ("(default: mnist)", "(default: 50)", "(default: relu)", "(default: 10)",
                     "(default: 100)", "0.1 for sgd, 0.01 for momentum, 0.01 for adagrad, 0.001 for adam",
-                    "(default: sgd)", "(default: softmax_ce)", "(default: 0)", "(default: float32)", "(default: cpu)", "(default: auto)",
+                    "(default: sgd)", "(default: softmax_ce)", "(default: 0)", "(default: float32)",
+                    "(default: cpu)", "(default: auto)", "lbfgs: full-batch L-BFGS for --iters iterations (default 200)",
                     "a new runs/<dataset>-<time>"):
         assert default in text, default
     assert fastbp_cli("--version", cache=cache).stdout.strip() == f"fastbp {fastbp.__version__}"

@@ -217,3 +217,28 @@ def test_import_fastbp_gives_its_modules_and_a_clone_beside_a_script_does_not_sh
                          cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["Network", "load_mnist", "Affine", "Graph"]
+
+
+def test_a_signal_stops_an_lbfgs_run_after_its_iteration_and_keeps_it(tmp_path, data):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = tmp_path / "lbfgs"
+    cmd, e = cli(["--data-dir", str(data), "--no-download", "--no-progress", "--hidden", "64", "--optimizer",
+                  "lbfgs", "--iters", "100000", "--tol", "0", "--out", str(out)], env)
+    proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # iterations are under way
+        if line.startswith("epoch   2"):
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    err = stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastbp: interrupted (SIGINT) after L-BFGS iteration "), stderr
+    assert err[0].endswith("(an L-BFGS run does not resume)")
+    m = json.loads((out / "metrics.json").read_text())
+    k = m["interrupted"]["step"]
+    assert m["status"] == "interrupted" and k >= 2 and m["step"] == len(m["history"]["loss"]) == k
+    assert "does not resume" in m["interrupted"]["note"] and f"iteration {k} " in err[0]
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and not (out / "checkpoint.npz").exists()
+    net = fastbp.Network.load(out / "params.npz")  # the parameters of the last iteration recorded
+    (x, t), _ = fastbp.datasets.load_mnist(root=str(data), download=False)
+    assert net.accuracy(x, t) == m["history"]["train_acc"][-1]
