@@ -81,6 +81,12 @@ def as_batch(x, n_features, dtype, name="x"):
     return as_float_array(arr, name, dtype)
 
 
+def class_ids(t):
+    """The classes of checked targets: class ids (N,) as they are; float targets (N, C) (mse,
+    logistic) the column of each row's largest value."""
+    return t if t.ndim == 1 else t.argmax(axis=1)
+
+
 def as_labels(t, n, n_classes, name="t"):
     """Class ids (N,) int64 from ids (N,) or one-hot rows (N, n_classes); both give the same ids."""
     if isinstance(t, numbers.Integral) or (isinstance(t, np.ndarray) and t.ndim == 0):

@@ -585,7 +585,7 @@ def _train_lbfgs(net, train, test, s, results, stopped, say):
     results.seconds = time.perf_counter() - started
     if stopped():
         name = signal.Signals(stopped.signum).name
-        results.write(state, "interrupted", signal=name, resumable=False)
+        results.write(state, "interrupted", signal=name)
         print(f"fastbp: interrupted ({name}) after L-BFGS iteration {state.step} of up to {s['iters']}; wrote "
               f"{results.out}/params.npz, metrics.json, curves.png (an L-BFGS run does not resume)",
               file=sys.stderr, flush=True)
@@ -611,10 +611,11 @@ class Results:
         from fastbp.checkpoints import save_checkpoint
         save_checkpoint(self.path("checkpoint.npz"), self.net, state, self.config)
 
-    def write(self, state, status, params=True, signal=None, resumable=True):
+    def write(self, state, status, params=True, signal=None):
         """params.npz (unless params=False), metrics.json and curves.png for the run so far."""
         from fastbp.files import atomic_write_text
         h = state.history
+        lbfgs = self.config.get("optimizer") == LBFGS  # no checkpoint, no resume
         if params:
             self.net.save(self.path("params.npz"))
         metrics = {"status": status, "step": state.step, "epoch": state.epoch, "stopped_early": state.stopped_early,
@@ -628,13 +629,12 @@ class Results:
         if signal is not None:
             metrics["interrupted"] = {"step": state.step, "signal": signal,
                                       "note": f"interrupted at step {state.step} by {signal}; " +
-                                              ("--resume continues from checkpoint.npz" if resumable else
-                                               "this run does not resume")}
+                                              ("this run does not resume" if lbfgs else
+                                               "--resume continues from checkpoint.npz")}
         atomic_write_text(self.path("metrics.json"), json.dumps(metrics, indent=1))
         note = {"finished": "", "running": f", step {state.step} (running)",
                 "interrupted": f", interrupted at step {state.step}"}[status]
         name = LOSS_NAMES[self.net.loss_type]
-        lbfgs = self.config.get("optimizer") == LBFGS
         if lbfgs and self.config.get("weight_decay"):
             name += " + L2 term"
         plot_curves(self.path("curves.png"), h, self.title + note, name, full_batch=lbfgs)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from fastbp.backend import CHUNK_STEPS, NamedParams
-from fastbp.checks import check_params
+from fastbp.checks import check_params, class_ids
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
 from fastbp.kernels.optimizers import optimizer_step
@@ -157,8 +157,7 @@ class CpuTrainer:
     def correct(self, which, start=0, stop=None):
         x, t = self.data[which]
         stop = len(t) if stop is None else stop
-        labels = t[start:stop] if t.ndim == 1 else t[start:stop].argmax(axis=1)  # float targets: the largest
-        return int(np.count_nonzero(self.backend.classes(part(x, start, stop)) == labels))
+        return int(np.count_nonzero(self.backend.classes(part(x, start, stop)) == class_ids(t[start:stop])))
 
     def loss_sum(self, which, start=0, stop=None):
         x, t = self.data[which]

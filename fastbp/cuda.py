@@ -7,7 +7,7 @@ runs unless a network asks for the GPU, so fastbp imports without numba-cuda.
 import numpy as np
 
 from fastbp.backend import CHUNK_STEPS, NamedParams
-from fastbp.checks import check_params
+from fastbp.checks import check_params, class_ids
 
 
 class DeviceUnavailable(RuntimeError):
@@ -175,8 +175,7 @@ class CudaTrainer:
         stop = len(t) if stop is None else stop
         if stop <= start:
             return 0
-        labels = t[start:stop] if t.ndim == 1 else t[start:stop].argmax(axis=1)  # float targets: the largest
-        return int(np.count_nonzero(self.backend.classes(x[start:stop]) == labels))
+        return int(np.count_nonzero(self.backend.classes(x[start:stop]) == class_ids(t[start:stop])))
 
     def loss_sum(self, which, start=0, stop=None):
         x, t, _ = self.data[which]

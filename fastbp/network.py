@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from fastbp.checks import as_float_array, as_labels, check_seed, float_dtype
+from fastbp.checks import as_float_array, as_labels, check_seed, class_ids, float_dtype
 from fastbp.cpu import CpuBackend, named_views
 from fastbp.files import atomic_savez, load_npz
 from fastbp.kernels import codes, mlp
@@ -172,8 +172,7 @@ class Network:
     def accuracy(self, x, t):
         """Fraction of samples whose highest score is the label."""
         x, t = self._xt(x, t)
-        labels = t if t.ndim == 1 else t.argmax(axis=1)  # MSE targets: the largest is the class
-        return float(np.mean(self.backend.classes(x) == labels))
+        return float(np.mean(self.backend.classes(x) == class_ids(t)))
 
     def gradient(self, x, t):
         """Backprop: {"W1": dL/dW1, ...} as views into one new flat buffer (grads["W1"].base)."""

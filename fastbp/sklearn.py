@@ -37,7 +37,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from fastbp.kernels import codes
 from fastbp.kernels import layout as lay
 from fastbp.kernels.mlp import HalfSquared, Logistic
-from fastbp.kernels.sk_solvers import Solver, sk_epoch, sk_loss_grad
+from fastbp.kernels.sk_solvers import Solver, l2_penalty, sk_epoch, sk_loss_grad
 from fastbp.cpu import CpuBackend, _whole
 from fastbp.kernels.train import Model
 from fastbp.lbfgs import minimize_flat
@@ -479,16 +479,14 @@ def _device_loss_grad(est, flat, model, layout, x, t):
     xd, td = cuda.to_device(x), cuda.to_device(t)
     n, div, alpha = x.shape[0], (t.shape[1] if kind == "half_squared" else 1), float(est.alpha)
     ws, losses = dev.workspace(n), cuda.device_array(1, np.float64)
-    decay = dev.decay.copy_to_host().astype(bool)  # the W entries
     grads = np.empty_like(flat)
 
     def loss_grad(p):
-        dev.params.copy_to_device(np.ascontiguousarray(p, flat.dtype))
+        dev.params.copy_to_device(p)
         dev.loss_grad(ws, xd, td, losses, 0)
         dev.grads.copy_to_host(grads)
-        w = p[decay].astype(np.float64)
-        grads[decay] += grads.dtype.type(alpha / n) * p[decay]
-        return float(losses.copy_to_host()[0]) / div + 0.5 * alpha * float(w @ w) / n, grads
+        sq = l2_penalty(grads, p, model.offsets, model.sizes, alpha / n)  # on the host, as sk_loss_grad
+        return float(losses.copy_to_host()[0]) / div + 0.5 * alpha * sq / n, grads
     return loss_grad
 
 

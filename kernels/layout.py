@@ -8,10 +8,10 @@ Layer outputs: acts (N * (D1 + ... + DL),) holds layer 1's (N, D1), then layer 2
 ...; the last block is the logits. deltas (about 2 * N * max(D1..DL),) holds two
 ping-pong gradient blocks for backward, each starting on a cache line.
 Parameter, gradient and workspace buffers are allocated here (zeros, workspace), 64-byte
-aligned: then each row of a
-layer whose width is a multiple of 16 (float32) or 8 (float64) starts on a cache line,
-and no 64-byte vector load or store in kernels/sparse.py straddles two lines (the
-sparse first layer ran 1.2-1.45x faster so, docs/performance.md "Sparse inputs").
+aligned: then each row of a layer whose width is a multiple of 16 (float32) or 8
+(float64) starts on a cache line, and no 64-byte vector load or store in
+kernels/sparse.py straddles two lines (the sparse first layer ran 1.13-1.44x faster so,
+docs/performance.md "Sparse inputs").
 """
 import math
 from collections import namedtuple
