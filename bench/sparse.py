@@ -3,9 +3,11 @@ products it replaces, where the two cross over, and whole training runs against 
 users would pick instead. Contenders alternate round by round; medians are reported.
 
     first-layer   MNIST batches (100 x 784 -> 50, float32, the real images): forward
-                  x·W1 + b + ReLU, and dW1 + SGD, sparse kernels vs the dense BLAS ones
-    crossover     the same two per step on random inputs at densities 1%..60%: where
-                  sparse stops being faster (fastbp.sparse.AUTO_DENSITY comes from here)
+                  x·W1 + b + ReLU, and dW1 + SGD, sparse kernels vs the dense BLAS ones:
+                  one batch over and over, then an epoch's batches in turn (as in training)
+    crossover     the same two per step, an epoch's batches in turn, on random inputs at
+                  densities 1%..60%: where sparse stops being faster
+                  (fastbp.sparse.AUTO_DENSITY comes from here)
     recipe        the seed's ch05 recipe (784-50-10, SGD lr 0.1, batch 100, --epochs over
                   the shared MNIST images, train and test accuracy every epoch):
                   fastbp sparse, fastbp dense, the book's NumPy TwoLayerNet and
@@ -34,6 +36,7 @@ from fastbp.datasets import load_mnist
 from fastbp.kernels.affine import affine_forward
 from fastbp.kernels import layout
 from fastbp.kernels.codes import RELU
+from fastbp.kernels.train import gather_rows
 from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import as_sparse_rows
 
@@ -80,22 +83,58 @@ def first_layer(x, rounds):
     return t, int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
 
 
+def epoch_first_layer(x, rounds):
+    """Per step, us: the first layer's forward and dW1+SGD over the batches of one epoch of
+    x (N, 784) float32 in turn, as training meets them: the sparse kernels read each batch's
+    rows where they lie in the data set, the dense path gathers them (gather_rows) and
+    runs the BLAS products. Returns {"sparse": us, "dense": us}."""
+    rng = np.random.default_rng(0)
+    order = rng.permutation(x.shape[0]).astype(np.int64)
+    batches = [order[k:k + 100] for k in range(0, x.shape[0] - 99, 100)]
+    xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
+    cap = xs.max_batch_nnz(100)
+    sparse_batches = [xs.take(rows, cap) for rows in batches]
+    W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
+    b = np.zeros(50, np.float32)
+    dz = rng.standard_normal((100, 50)).astype(np.float32)
+    out = np.empty((100, 50), np.float32)
+    xb = np.empty((100, x.shape[1]), np.float32)
+
+    def sparse_epoch():
+        for batch in sparse_batches:
+            sparse_affine_forward(out, batch, W, b, RELU)
+            sparse_tn_update(W, batch, dz, -1e-30, 1.0)
+
+    def dense_epoch():
+        for rows in batches:
+            gather_rows(xb, x, rows)
+            affine_forward(out, xb, W, b, RELU)
+            sgd_product(W, xb, dz)
+    t = interleaved({"sparse": sparse_epoch, "dense": dense_epoch}, rounds, 1)
+    return {k: v / len(batches) for k, v in t.items()}
+
+
 def mnist_first_layer(x, rounds):
     t, nnz = first_layer(x, rounds)
     print(f"first layer, MNIST: density {np.count_nonzero(x) / x.size:.3f}, {nnz} nonzeros in the batch")
+    print("  one batch, over and over (in cache):")
     for part in ("forward", "dW1+SGD"):
         s, d = t[f"{part} sparse"], t[f"{part} dense"]
-        print(f"  {part:8} sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
+        print(f"    {part:8} sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
+    e = epoch_first_layer(x, rounds)
+    print(f"  an epoch's {len(x) // 100} batches in turn, per step (dense includes gathering the batch):")
+    print(f"    forward + dW1+SGD  sparse {e['sparse']:7.1f} us  dense {e['dense']:7.1f} us  "
+          f"dense/sparse {e['dense'] / e['sparse']:5.2f}")
 
 
 def crossover(rounds):
     rng = np.random.default_rng(1)
-    print("crossover (random 2000 x 784 inputs, batch 100 -> 50; forward + dW1+SGD per step):")
+    print("crossover (random 6000 x 784 inputs, batch 100 -> 50; forward + dW1+SGD per step, "
+          "an epoch's batches in turn):")
     for density in (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6):
-        x = (rng.random((2000, 784)) * (rng.random((2000, 784)) < density)).astype(np.float32)
-        t, _ = first_layer(x, rounds)
-        s = t["forward sparse"] + t["dW1+SGD sparse"]
-        d = t["forward dense"] + t["dW1+SGD dense"]
+        x = (rng.random((6000, 784)) * (rng.random((6000, 784)) < density)).astype(np.float32)
+        t = epoch_first_layer(x, rounds)
+        s, d = t["sparse"], t["dense"]
         print(f"  density {density:4.2f}: sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
 
 

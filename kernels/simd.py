@@ -20,6 +20,7 @@ kernel here nothing is bounds-checked: callers keep start + n within the array.
     vfma(s, v, acc)              acc + s * v, the scalar s broadcast, one rounding (llvm.fma)
     vadd(u, v)                   u + v
     vmul(s, v)                   s * v, the scalar broadcast
+    prefetch(a, start)           a hint: bring the line of a.flat[start] into cache
 """
 import numpy as np
 from llvmlite import ir
@@ -60,10 +61,15 @@ def _splat(builder, value, lanes):
 
 
 def _mask(builder, lanes, n):
-    # <lanes x i1>: lane k is on when k < n
+    # <lanes x i1>: lane k is on when k < n (n an i64), built as the integer 2^min(n, lanes) - 1
+    # and bitcast: one scalar shift that LLVM moves into a mask register (a vector compare of
+    # lane numbers instead cost two compares and a merge per vector per nonzero)
     i64 = ir.IntType(64)
-    lane = ir.Constant(ir.VectorType(i64, lanes), [ir.Constant(i64, k) for k in range(lanes)])
-    return builder.icmp_signed("<", lane, _splat(builder, n, lanes))
+    full = ir.Constant(i64, lanes)
+    k = builder.select(builder.icmp_signed("<", n, full), n, full)
+    k = builder.select(builder.icmp_signed("<", k, ir.Constant(i64, 0)), ir.Constant(i64, 0), k)
+    bits = builder.sub(builder.shl(ir.Constant(i64, 1), k), ir.Constant(i64, 1))
+    return builder.bitcast(builder.trunc(bits, ir.IntType(lanes)), ir.VectorType(ir.IntType(1), lanes))
 
 
 def _element_pointer(context, builder, arrty, arr, start, startty):
@@ -171,3 +177,22 @@ def vmul(typingctx, s, v):
         return builder.fmul(_scalar_as(context, builder, args[0], sig.args[0], v), args[1])
 
     return v(s, v), codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, start):
+    """Asks for the cache line holding a.flat[start] ahead of its use (llvm.prefetch: read,
+    keep in all levels); a hint, never a fault, so start may run past the array."""
+    if not (isinstance(a, types.Array) and a.layout == "C"):
+        raise TypeError(f"prefetch: a C-contiguous array is needed, got {a}")
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(a, start), codegen

@@ -5,8 +5,9 @@ import pytest
 import scipy.sparse as sp
 
 import fastbp
+from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
-from fastbp.kernels import reference, simd
+from fastbp.kernels import layout, reference, simd
 from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import AUTO_DENSITY, SparseRows, as_sparse_rows
 
@@ -73,6 +74,46 @@ def test_rows_picked_from_the_matrix_with_repeats_and_empty_and_full_rows(rng, d
 
 def test_vector_width_is_64_bytes():
     assert simd.lanes(np.float32) == 16 and simd.lanes(np.zeros(3)) == 8
+
+
+@njit
+def _masked_copy(dst, src, start, n):
+    simd.vstore(dst, start, simd.vload(src, start, n), n)
+    simd.prefetch(src, src.shape[0] + 1000)  # a hint past the end never faults
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [-3, 0, 1, 5, 8, 15, 16, 40])
+def test_masked_loads_and_stores_touch_only_the_first_n_lanes(dtype, n):
+    L = simd.lanes(dtype)
+    src = np.arange(1, 3 * L + 1, dtype=dtype)
+    dst = np.zeros_like(src)
+    _masked_copy(dst, src, 3, n)
+    want = np.zeros_like(src)
+    k = min(max(n, 0), L)
+    want[3:3 + k] = src[3:3 + k]
+    np.testing.assert_array_equal(dst, want)
+
+
+def _placed(shape, dtype, skip):
+    # an array that starts `skip` bytes past a cache line
+    raw = layout.zeros(int(np.prod(shape)) + 64, dtype)
+    k = skip // np.dtype(dtype).itemsize
+    return raw[k:k + int(np.prod(shape))].reshape(shape)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [8, 16, 32, 50])
+@pytest.mark.parametrize("skip", [0, 16])
+def test_weight_update_with_dz_on_or_off_cache_lines(rng, dtype, M, skip):
+    # dz rows on cache lines are read in place; others through an aligned copy: both exact
+    x = sparse_matrix(rng, 23, 37, 0.3, dtype)
+    dz = _placed((23, M), dtype, skip)
+    dz[...] = rng.standard_normal((23, M))
+    C = rng.standard_normal((37, M)).astype(dtype)
+    want = C - 0.2 * x.T.astype(np.float64) @ dz.astype(np.float64)
+    sparse_tn_update(C, rows_of(x, dtype), dz, -0.2, 1.0)
+    assert_near(C, want.astype(dtype), dtype)
 
 
 # -- Network and fit: sparse input against the same data dense
