@@ -56,6 +56,23 @@ class ParamDict(NamedParams):
         return "{" + ", ".join(f"{k!r}: {v.dtype}{list(v.shape)}" for k, v in self._views.items()) + "}"
 
 
+# OpenBLAS multiplies on the calling thread when m*n*k is at most 65536 * 4 (its
+# GEMM_MULTITHREAD_THRESHOLD), and on its own threads above that; those spin for a while
+# after each call and then steal a core from numba's threads. Whole-set passes over
+# sparse input split rows between numba's threads in blocks this small in every product.
+BLAS_ONE_THREAD = 65536 * 4
+MAX_BLOCK = 256  # rows per block; smaller ones only where a layer is wide
+MIN_BLOCK = 32   # below this the later layers' BLAS calls are too small to pay: one thread
+
+
+def parallel_block(sizes):
+    """Rows per block of a threaded whole-set pass over sparse input to a network of these
+    widths, or 0 where its later layers are too wide for one (cpu.py, BLAS_ONE_THREAD)."""
+    widest = max((sizes[l] * sizes[l + 1] for l in range(1, len(sizes) - 1)), default=1)
+    block = min(MAX_BLOCK, BLAS_ONE_THREAD // widest)
+    return block if block >= MIN_BLOCK else 0
+
+
 class CpuBackend:
     """sizes, act (a kernels.codes code), layout (kernels.layout.param_layout), flat (the
     initial parameters, kept as the buffer), chunk (rows per forward pass: bounds memory),
@@ -68,6 +85,7 @@ class CpuBackend:
         self.params = ParamDict(flat, layout)
         self.model = Model(lay.offsets(layout), np.array(sizes, np.int64), act)
         self._workspaces = {}
+        self.block = parallel_block(self.sizes)
 
     @property
     def flat_params(self):
@@ -85,14 +103,20 @@ class CpuBackend:
             ws = self._workspaces[n] = lay.workspace(self.sizes, n, self.dtype)
         return ws
 
-    def _chunks(self, n):
-        return range(0, n, self.chunk)
+    def _chunk(self, x):
+        # rows per call of a serial whole-set pass; for sparse input small enough that BLAS
+        # keeps to the calling thread (see parallel_block)
+        return self.block if isinstance(x, SparseRows) and self.block else self.chunk
 
     def logits(self, x):
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         m = self.model
-        for s in self._chunks(x.shape[0]):
-            n = min(self.chunk, x.shape[0] - s)
+        if isinstance(x, SparseRows) and self.block:  # on every core (parallel_block)
+            mlp.mlp_logits_blocks(out, self.params.flat, m.offsets, m.sizes, x.batch(), m.act, self.block)
+            return out
+        chunk = self._chunk(x)
+        for s in range(0, x.shape[0], chunk):
+            n = min(chunk, x.shape[0] - s)
             acts, _ = self.workspace(n)
             mlp.mlp_forward(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n), m.act)
             out[s:s + n] = lay.logits_of(acts, self.sizes, n)
@@ -104,8 +128,9 @@ class CpuBackend:
     def loss(self, x, t):
         # the kernel picks the loss from the targets' form: ids (N,) or MSE targets (N, C)
         total, m = 0.0, self.model
-        for s in self._chunks(x.shape[0]):
-            n = min(self.chunk, x.shape[0] - s)
+        chunk = self._chunk(x)
+        for s in range(0, x.shape[0], chunk):
+            n = min(chunk, x.shape[0] - s)
             acts, _ = self.workspace(n)
             total += n * mlp.mlp_loss(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
                                       self.wrap(t[s:s + n]), m.act)

@@ -84,7 +84,8 @@ def total_steps(n, batch_size, iters=None, epochs=None):
 def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimizer="sgd",
         weight_decay=0.0, momentum=None, seed=None, eval_data=None, validation_data=None,
         lr_schedule="constant", power_t=0.5, early_stopping=False, patience=10, tol=1e-4,
-        progress=None, verbose=False, state=None, on_epoch=None, should_stop=None, comm=None):
+        progress=None, verbose=False, state=None, on_epoch=None, should_stop=None, comm=None,
+        train_accuracy=True):
     """Train `net` in place on x (N, D) dense or scipy.sparse, t class ids or one-hot (and for
     loss="mse" or "logistic" networks any float targets (N, C)); returns the history dict.
 
@@ -93,7 +94,8 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
     minibatch loss before that step's update), and per epoch "epoch_step",
     "epoch_loss" (the mean of that epoch's minibatch losses), "train_acc",
     "eval_acc" and "eval_loss" (None without eval_data), "val_acc" (None without
-    validation_data) and "epoch_seconds".
+    validation_data) and "epoch_seconds". train_accuracy=False skips the pass over the
+    training set after each epoch ("train_acc" None): training is the same without it.
     optimizer: sgd, momentum, adagrad, adam or nesterov (Nesterov's momentum); lr None
     takes the optimizer's default (DEFAULT_LR: 0.1, 0.01, 0.01, 0.001, 0.01);
     weight_decay is L2 on the weights; momentum (for momentum and nesterov) 0.9 if None.
@@ -129,7 +131,7 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         x, t, sets, optim, sched = distributed.together(comm, checked)
         distributed.check_same(comm, {
             "network": repr(net), "batch_size": batch_size, "optimizer": tuple(optim), "schedule": tuple(sched),
-            "iters": iters, "epochs": epochs, "seed": seed,
+            "iters": iters, "epochs": epochs, "seed": seed, "train_accuracy": bool(train_accuracy),
             "x": (x.shape, distributed.fingerprint(x)), "t": distributed.fingerprint(t),
             **{name: (xs.shape, distributed.fingerprint(xs, ts)) for name, (xs, ts) in sets.items()}})
     else:
@@ -145,7 +147,7 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
                          f"would move it backwards")
     if net.device == "cpu":
         ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
-    run = Run(x, t, sets, batch_size, optim, sched, total, per_epoch)
+    run = Run(x, t, sets, batch_size, optim, sched, total, per_epoch, bool(train_accuracy))
     if comm is None:
         return _loop(net, run, state, progress, verbose, on_epoch, should_stop, None)
     with distributed.abort_on_error(comm, keep=TrainingDiverged):
@@ -153,7 +155,7 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
 
 
 # what one fit call trains on and how, checked
-Run = namedtuple("Run", "x t sets batch_size optim sched total per_epoch")
+Run = namedtuple("Run", "x t sets batch_size optim sched total per_epoch train_accuracy")
 
 
 def _held_out(net, data, name):
@@ -238,7 +240,7 @@ def _loop(net, run, state, progress, verbose, on_epoch, should_stop, comm):
             state.epoch += 1
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)
-            hist["train_acc"].append(steps.accuracy("train"))
+            hist["train_acc"].append(steps.accuracy("train") if run.train_accuracy else None)
             hist["eval_acc"].append(steps.accuracy("eval") if "eval" in sets else None)
             hist["eval_loss"].append(steps.loss("eval") if "eval" in sets else None)
             hist["val_acc"].append(steps.accuracy("val") if "val" in sets else None)
@@ -246,8 +248,8 @@ def _loop(net, run, state, progress, verbose, on_epoch, should_stop, comm):
             if comm is not None:
                 steps.realign()
             if bar is not None:
-                bar.set_postfix(loss=f"{hist['epoch_loss'][-1]:.4f}", train_acc=f"{hist['train_acc'][-1]:.4f}",
-                                eval_acc=hist["eval_acc"][-1] and f"{hist['eval_acc'][-1]:.4f}")
+                bar.set_postfix(loss=f"{hist['epoch_loss'][-1]:.4f}",
+                                train_acc=_maybe(hist["train_acc"][-1]), eval_acc=_maybe(hist["eval_acc"][-1]))
             if verbose:
                 say(epoch_line(state))
             if on_epoch is not None:
@@ -313,11 +315,16 @@ def _printer(bar):
     return tqdm.write
 
 
+def _maybe(acc):
+    return None if acc is None else f"{acc:.4f}"
+
+
 def epoch_line(state):
     """One line for the epoch just ended: mean loss, accuracies, eval loss, time."""
     h = state.history
-    line = (f"epoch {state.epoch:3d}  step {state.step:6d}  loss {h['epoch_loss'][-1]:.4f}  "
-            f"train acc {h['train_acc'][-1]:.4f}")
+    line = f"epoch {state.epoch:3d}  step {state.step:6d}  loss {h['epoch_loss'][-1]:.4f}"
+    if h["train_acc"][-1] is not None:
+        line += f"  train acc {h['train_acc'][-1]:.4f}"
     if h["eval_acc"][-1] is not None:
         line += f"  eval acc {h['eval_acc'][-1]:.4f}  eval loss {h['eval_loss'][-1]:.4f}"
     if h["val_acc"][-1] is not None:

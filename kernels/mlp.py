@@ -10,11 +10,12 @@ targets pick the loss, also at compile time: t (N,) int64 class ids -> softmax
 cross-entropy; t (N, DL) floats -> mean squared error on the last layer's output;
 Logistic(t) -> sigmoid outputs with binary cross-entropy (logistic_loss.py);
 HalfSquared(t) -> ½ Σ (y - t)² / N (mse_loss.py: scikit-learn's regression loss).
-Nothing is allocated here.
+Nothing is allocated here but mlp_logits_blocks' acts, one per block of rows.
 """
 from collections import namedtuple
 
-from numba import njit, types
+import numpy as np
+from numba import njit, prange, types
 from numba.extending import overload
 
 from .affine import affine_forward, bias_act_backward
@@ -28,7 +29,7 @@ from .optimizers import sgd_update
 from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
 from .mse_loss import half_sse_forward, half_sse_forward_backward, mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
-from .sparse import is_csr, sparse_affine_forward, sparse_tn_update
+from .sparse import Csr, TnWork, is_csr, sparse_affine_forward, sparse_tn_update
 
 
 @njit(inline="always")
@@ -101,6 +102,31 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
         W, b = _weights(params, offsets, sizes, l)
         affine_forward(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
                        _act_of(l, L, act))
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+def mlp_logits_blocks(out, params, offsets, sizes, x, act, block):
+    # out (N, DL) = the logits of x, a Csr of N rows: blocks of `block` rows spread over
+    # numba's threads, each with its own acts, each writing only its own rows of out.
+    # The later layers' products are BLAS calls on one block: the caller keeps
+    # block * sizes[l] * sizes[l+1] small enough that BLAS runs them on the calling
+    # thread (cpu.py: BLAS_ONE_THREAD), else its own threads would fight numba's.
+    N, C = out.shape
+    per = 0
+    for l in range(1, sizes.shape[0]):
+        per += sizes[l]
+    indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows  # a parallel loop takes
+    count, cols, ti, tv = x.work                                       # arrays, not tuples
+    for k in prange((N + block - 1) // block):
+        s = k * block
+        n = min(block, N - s)
+        acts = np.empty(n * per, out.dtype)
+        xk = Csr(indptr, indices, data, rows[s:s + n], TnWork(count, cols, ti, tv))
+        mlp_forward(acts, params, offsets, sizes, xk, act)
+        last = (per - C) * n
+        for i in range(n):
+            for c in range(C):
+                out[s + i, c] = acts[last + i * C + c]
 
 
 # Targets wrapped in these pick the loss by their type (plain arrays: by their dimensions)

@@ -107,9 +107,8 @@ def _prefetch_row(x, i):
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def sparse_affine_forward(out, x, W, b, act):
-    # out (N, M) = act(x·W + b), x a Csr batch of N rows. One thread: split between
-    # numba's threads, whole-set passes were no faster on 2 cores and stalled for ms where
-    # OpenBLAS's threads spin between calls (docs/performance.md, "Sparse inputs")
+    # out (N, M) = act(x·W + b), x a Csr batch of N rows, on the calling thread (whole-set
+    # passes give each of numba's threads blocks of rows: mlp.py, mlp_logits_blocks)
     N = x.rows.shape[0]
     for i in range(min(AHEAD, N)):
         _prefetch_row(x, i)

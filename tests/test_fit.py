@@ -275,6 +275,19 @@ def test_history_per_epoch_and_verbose_lines(data, capsys):
     assert h["eval_acc"] == [None] and h["eval_loss"] == [None]
 
 
+def test_without_the_train_accuracy_pass_training_is_the_same(data, capsys):
+    (x, t), (xe, te) = data
+    a, b = fastbp.Network([2, 16, 3], seed=0), fastbp.Network([2, 16, 3], seed=0)
+    ha = fastbp.fit(a, x, t, epochs=2, batch_size=40, lr=0.5, seed=0, eval_data=(xe, te), progress=False)
+    hb = fastbp.fit(b, x, t, epochs=2, batch_size=40, lr=0.5, seed=0, eval_data=(xe, te), progress=False,
+                    verbose=True, train_accuracy=False)
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    assert hb["train_acc"] == [None, None] and None not in ha["train_acc"]
+    assert hb["eval_acc"] == ha["eval_acc"] and hb["loss"] == ha["loss"]
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "train acc" not in line and f"loss {hb['epoch_loss'][0]:.4f}  eval acc" in line
+
+
 def test_default_lr_is_the_optimizers_own(data):
     (x, t), _ = data
     for optimizer, lr in (("sgd", 0.1), ("momentum", 0.01), ("adagrad", 0.01), ("adam", 0.001)):

@@ -5,8 +5,10 @@ import pytest
 import scipy.sparse as sp
 
 import fastbp
+import numba
 from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
+from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
 from fastbp.kernels import layout, reference, simd
 from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import AUTO_DENSITY, SparseRows, as_sparse_rows
@@ -141,6 +143,39 @@ def test_network_on_sparse_input_is_the_network_on_dense(rng, dtype, fmt, sizes)
     num = sparse.numerical_gradient(xs, t, h=1e-6)
     for k in gd:
         np.testing.assert_allclose(gs[k], num[k], **NUM_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,n", [([30, 12, 4], 1), ([30, 12, 4], 257), ([30, 12, 4], 1000),
+                                     ([30, 9, 700, 3], 300), ([30, 300, 300, 3], 70)])
+def test_whole_set_passes_split_over_threads_are_the_dense_network(rng, dtype, sizes, n):
+    # blocks of rows on numba's threads (cpu.parallel_block): one row, a block and one row
+    # more, many blocks, blocks of an odd size, and a net too wide for them (one thread)
+    x = sparse_matrix(rng, n, sizes[0], 0.2, np.float64)
+    t = rng.integers(0, sizes[-1], n)
+    dense = fastbp.Network(sizes, seed=3, dtype=dtype, sparse=False)
+    sparse = fastbp.Network(sizes, seed=3, dtype=dtype, sparse=True)
+    for net in (dense, sparse):
+        net.params["b1"] = np.linspace(-0.5, 0.7, sizes[1])
+    xs = sp.csr_matrix(x)
+    assert_near(sparse.predict(xs), dense.predict(x), dtype)
+    assert sparse.accuracy(xs, t) == dense.accuracy(x, t)
+    assert sparse.loss(xs, t) == pytest.approx(dense.loss(x, t), rel=NUM_TOL[dtype]["rtol"])
+    threads = numba.get_num_threads()
+    try:  # each block is computed alike whichever thread takes it
+        numba.set_num_threads(1)
+        one = sparse.predict(xs)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(one, sparse.predict(xs))
+
+
+def test_parallel_blocks_keep_every_blas_call_on_the_calling_thread():
+    for sizes in ([784, 50, 10], [784, 10], [30, 9, 700, 3], [20000, 50, 2]):
+        block = parallel_block(sizes)
+        widest = max([sizes[l] * sizes[l + 1] for l in range(1, len(sizes) - 1)] + [1])
+        assert 32 <= block <= 256 and block * widest <= BLAS_ONE_THREAD
+    assert parallel_block([784, 256, 128, 10]) == 0  # 8 rows a block: one thread, bigger calls
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
