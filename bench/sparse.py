@@ -16,6 +16,8 @@ users would pick instead. Contenders alternate round by round; medians are repor
     alignment     the sparse kernels on the MNIST batch at hidden widths 50, 64, 128, 256,
                   W1 and dz starting on a cache line (as kernels/layout.py allocates them)
                   against 16 bytes off one
+    passes        predict over the 24,000 MNIST rows (sparse first layer) on one of
+                  numba's threads and on all of them (rows split in blocks: kernels/mlp.py)
     text          bag-of-words rows (--text-rows x 20,000 at 0.5%, seeded), a 20000-50-2
                   network, one epoch sparse against fastbp's own dense path (dense timed
                   on the first 5,000 rows and scaled: the whole set dense is 8 GB)
@@ -29,6 +31,7 @@ import statistics
 import time
 import warnings
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 import fastbp
@@ -165,6 +168,24 @@ def alignment(x, rounds):
               f"{t['dW1+SGD 16']:6.1f} us (x{t['dW1+SGD 16'] / t['dW1+SGD 0']:.2f})  aligned / off")
 
 
+def passes(x, rounds):
+    """predict over the whole set x (N, 784), sparse first layer, on one of numba's threads
+    and on all of them."""
+    net = fastbp.TwoLayerNet(784, 50, 10, seed=0, sparse=True)
+    xs = net.as_input(x)
+    threads = numba.get_num_threads()
+
+    def on(n):
+        numba.set_num_threads(n)
+        try:
+            net.predict(xs)
+        finally:
+            numba.set_num_threads(threads)
+    t = interleaved({"one": lambda: on(1), "all": lambda: on(threads)}, rounds, 10)
+    print(f"whole-set predict, {len(x)} MNIST rows: {t['one'] / 1e3:.2f} ms on 1 thread, "
+          f"{t['all'] / 1e3:.2f} ms on {threads}  x{t['one'] / t['all']:.2f}")
+
+
 def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True):
     net = fastbp.TwoLayerNet(784, 50, 10, seed=0, sparse=sparse)
     start = time.perf_counter()
@@ -257,7 +278,7 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--text-rows", type=int, default=100000)
     ap.add_argument("--data-dir", default=SHARED)
-    ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "alignment", "recipe", "text"])
+    ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "alignment", "passes", "recipe", "text"])
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
@@ -268,6 +289,8 @@ def main():
         crossover(args.rounds)
     if "alignment" in args.only:
         alignment(data[0][0], args.rounds)
+    if "passes" in args.only:
+        passes(data[0][0], args.rounds)
     if "recipe" in args.only:
         recipe(data, args.epochs, args.repeat)
     if "text" in args.only:

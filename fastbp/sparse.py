@@ -21,7 +21,7 @@ from fastbp.checks import as_batch, float_dtype
 from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr
 
 POLICIES = ("auto", True, False)
-AUTO_DENSITY = 0.2  # dense input at most this fraction nonzero takes the sparse path under "auto"
+AUTO_DENSITY = 0.25  # dense input at most this fraction nonzero takes the sparse path under "auto"
 
 
 def check_policy(sparse, name="sparse"):
