@@ -2,6 +2,8 @@
 (fastbp.kernels) run on them, and the named views the book's code reads and writes."""
 import functools
 import math
+import os
+import threading
 
 import numpy as np
 
@@ -65,6 +67,15 @@ MAX_BLOCK = 256  # rows per block; smaller ones only where a layer is wide
 MIN_BLOCK = 32   # below this the later layers' BLAS calls are too small to pay: one thread
 
 
+# numba's parallel code is entered one Python thread at a time (its workqueue threading
+# layer, the one it falls back to without TBB or OpenMP, terminates the process on
+# concurrent use), and never in a child forked from this process (GNU OpenMP, the layer
+# picked where it is installed, cannot run a parallel region there; numba terminates it)
+_PARALLEL = threading.Lock()
+_FORKED = []
+os.register_at_fork(after_in_child=lambda: _FORKED.append(True))
+
+
 def parallel_block(sizes):
     """Rows per block of a threaded whole-set pass over sparse input to a network of these
     widths, or 0 where its later layers are too wide for one (cpu.py, BLAS_ONE_THREAD)."""
@@ -111,8 +122,9 @@ class CpuBackend:
     def logits(self, x):
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         m = self.model
-        if isinstance(x, SparseRows) and self.block:  # on every core (parallel_block)
-            mlp.mlp_logits_blocks(out, self.params.flat, m.offsets, m.sizes, x.batch(), m.act, self.block)
+        if isinstance(x, SparseRows) and self.block and not _FORKED:  # on every core (parallel_block)
+            with _PARALLEL:
+                mlp.mlp_logits_blocks(out, self.params.flat, m.offsets, m.sizes, x.batch(), m.act, self.block)
             return out
         chunk = self._chunk(x)
         for s in range(0, x.shape[0], chunk):

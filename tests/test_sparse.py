@@ -1,5 +1,9 @@
 """The sparse first layer (kernels/sparse.py) against the dense NumPy reference, and sparse
 input through Network and fit against the same network on the same data made dense."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -168,6 +172,53 @@ def test_whole_set_passes_split_over_threads_are_the_dense_network(rng, dtype, s
     finally:
         numba.set_num_threads(threads)
     np.testing.assert_array_equal(one, sparse.predict(xs))
+
+
+_SETUP = """
+import numpy as np, scipy.sparse as sp, fastbp
+x = sp.random(600, 30, density=0.2, random_state=0, format="csr", dtype=np.float32)
+net = fastbp.Network([30, 12, 4], seed=0, sparse=True)
+want = fastbp.Network([30, 12, 4], seed=0, sparse=False).predict(x.toarray())
+"""
+
+
+def _run(code, **env):
+    r = subprocess.run([sys.executable, "-c", _SETUP + code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, **env})
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_child_forked_after_a_threaded_pass_predicts():
+    # GNU OpenMP cannot run a parallel region in a forked child: numba kills the child
+    out = _run("""
+import multiprocessing as mp
+net.predict(x)
+def child(q):
+    q.put(float(np.abs(net.predict(x) - want).max()))
+ctx = mp.get_context("fork")
+q = ctx.Queue(); p = ctx.Process(target=child, args=(q,)); p.start(); p.join(120)
+print(p.exitcode, q.get(timeout=5) if p.exitcode == 0 else None)
+""")
+    code, err = out.split()
+    assert code == "0" and float(err) < 1e-5
+
+
+def test_threads_predicting_at_once_under_numbas_workqueue_layer():
+    # the workqueue layer terminates the process when two threads enter parallel code at once
+    out = _run("""
+import threading
+errs = []
+def work():
+    for _ in range(30):
+        errs.append(float(np.abs(net.predict(x) - want).max()))
+ts = [threading.Thread(target=work) for _ in range(3)]
+[t.start() for t in ts]; [t.join() for t in ts]
+import numba
+print(numba.threading_layer(), len(errs), max(errs))
+""", NUMBA_THREADING_LAYER="workqueue")
+    layer, n, err = out.split()
+    assert layer == "workqueue" and n == "90" and float(err) < 1e-5
 
 
 def test_parallel_blocks_keep_every_blas_call_on_the_calling_thread():
