@@ -37,11 +37,12 @@ BOUNDSCHECKED := tests/test_matmul.py tests/test_affine.py tests/test_relu.py te
 
 # The CUDA kernels under numba's simulator: NUMBA_ENABLE_CUDASIM must be set before numba
 # is imported, so they get a pytest process of their own (on a GPU machine, `pytest
-# tests/cuda` without it runs the same tests on the GPU).
+# tests/cuda` without it runs the same tests on the GPU). The simulator is pure Python on one
+# core: its tests run in one worker process per core.
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests
 	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(VENV)/numba-boundscheck $(BIN)/python -m pytest -q $(BOUNDSCHECKED)
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q tests/cuda
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q -n auto tests/cuda
 
 # the embedded MNIST sample unless MNIST is already in $$FASTBP_DATA or the cache
 # (`fastbp train` without --no-download fetches the full set instead): 784-256-128-10,
