@@ -19,7 +19,12 @@ A Trainer runs chunks of compiled training steps:
     run(first, steps, optim, t0) -> (completed, losses)  steps first .. first + steps - 1
                       of the epoch with optim (fastbp.kernels.train.Optim); t0 steps came
                       before; stops before a step whose loss is not finite
-    accuracy(which), loss(which)   on "train" or a name in sets
+    tally(which, start, stop, with_loss) -> (hits, loss_sum)  over rows start..stop-1 of
+                      "train" or a set named in sets, in one forward pass: how many rows'
+                      largest score is at their class, and the summed loss (0.0 without
+                      with_loss)
+    evaluate(which, with_loss=True) -> (accuracy, mean loss or None)  on a whole set
+                      (class Trainer below: from tally and rows(which), the set's size)
     sync_state()      the optimizer state back into opt_state (a no-op on the CPU)
     load_state()      opt_state, changed on the host, to where the steps read it (likewise)
 For fit(comm=...) (distributed.py) a Trainer also gives one rank's part of a step and of
@@ -27,12 +32,20 @@ the accuracy and loss passes:
     gradient_share(red, start, n, weight)  red (P + 1,) = weight * (gradient, loss) of the
                       mean loss over rows order[start:start + n] of this epoch
     apply(grads, optim, step)  one optimizer update from grads (P,); step counts from 1
-    correct(which, start, stop), loss_sum(which, start, stop)  over rows start..stop-1
 A backend also has set_flat(values): the whole flat parameter buffer, assigned.
 """
 from collections.abc import MutableMapping
 
 CHUNK_STEPS = 50  # steps per compiled call: enough to amortise the call, small enough for a live bar
+
+
+class Trainer:
+    """What every Trainer builds from its own tally and rows (see above)."""
+
+    def evaluate(self, which, with_loss=True):
+        n = self.rows(which)
+        hits, loss = self.tally(which, 0, n, with_loss)
+        return hits / n, (loss / n if with_loss else None)
 
 
 class NamedParams(MutableMapping):

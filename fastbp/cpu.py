@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 
-from fastbp.backend import CHUNK_STEPS, NamedParams
+from fastbp.backend import CHUNK_STEPS, NamedParams, Trainer
 from fastbp.checks import check_params, class_ids
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
@@ -114,15 +114,20 @@ class CpuBackend:
             ws = self._workspaces[n] = lay.workspace(self.sizes, n, self.dtype)
         return ws
 
+    def _blocks(self, x):
+        # rows per block of a pass over sparse x spread over numba's threads (parallel_block),
+        # or 0: dense x, a too-wide network, or a forked child (one thread, in chunks)
+        return self.block if isinstance(x, SparseRows) and not _FORKED else 0
+
     def _chunk(self, x):
-        # rows per call of a serial whole-set pass; for sparse input small enough that BLAS
-        # keeps to the calling thread (see parallel_block)
-        return self.block if isinstance(x, SparseRows) and self.block else self.chunk
+        # rows per call of a one-thread pass; for sparse input small enough that BLAS keeps
+        # to the calling thread (see parallel_block)
+        return (self.block if isinstance(x, SparseRows) else 0) or self.chunk
 
     def logits(self, x):
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         m = self.model
-        if isinstance(x, SparseRows) and self.block and not _FORKED:  # on every core (parallel_block)
+        if self._blocks(x):
             with _PARALLEL:
                 mlp.mlp_logits_blocks(out, self.params.flat, m.offsets, m.sizes, x.batch(), m.act, self.block)
             return out
@@ -137,16 +142,29 @@ class CpuBackend:
     def classes(self, x):
         return self.logits(x).argmax(axis=1)
 
-    def loss(self, x, t):
-        # the kernel picks the loss from the targets' form: ids (N,) or MSE targets (N, C)
-        total, m = 0.0, self.model
+    def scores(self, x, t, ids, with_loss=True):
+        """One forward pass over x: (the summed loss, 0.0 without with_loss; how many rows'
+        largest logit is at ids (N,) int64). The kernel picks the loss from t's form."""
+        m, N = self.model, x.shape[0]
+        block = self._blocks(x)
+        if block:
+            losses, hits = np.empty(-(-N // block)), np.empty(-(-N // block), np.int64)
+            with _PARALLEL:
+                mlp.mlp_scores_blocks(losses, hits, self.params.flat, m.offsets, m.sizes, x.batch(), self.wrap(t),
+                                      ids, m.act, with_loss, block)
+            return sum(losses.tolist(), 0.0), int(hits.sum())  # summed in order, as one thread sums
+        loss, hits = 0.0, 0
         chunk = self._chunk(x)
-        for s in range(0, x.shape[0], chunk):
-            n = min(chunk, x.shape[0] - s)
+        for s in range(0, N, chunk):
+            n = min(chunk, N - s)
             acts, _ = self.workspace(n)
-            total += n * mlp.mlp_loss(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
-                                      self.wrap(t[s:s + n]), m.act)
-        return total / x.shape[0]
+            lc, hc = mlp.mlp_scores(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
+                                    self.wrap(t[s:s + n]), ids[s:s + n], m.act, with_loss)
+            loss, hits = loss + lc, hits + hc
+        return loss, hits
+
+    def loss(self, x, t):
+        return self.scores(x, t, class_ids(t))[0] / x.shape[0]
 
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
@@ -158,7 +176,7 @@ class CpuBackend:
         return CpuTrainer(self, x, t, sets, batch_size, opt_state)
 
 
-class CpuTrainer:
+class CpuTrainer(Trainer):
     """The compiled loop (kernels/train.py) over host buffers; opt_state is updated in place.
     x dense (N, D0), or SparseRows: then a minibatch is a list of its rows, never a copy."""
 
@@ -169,6 +187,7 @@ class CpuTrainer:
         else:  # dense batches are gathered into a (batch_size, D0) buffer
             self.x, xb_rows = x, batch_size
         self.data = {"train": (x, t), **sets}
+        self.ids = {name: class_ids(ts) for name, (_, ts) in self.data.items()}  # what accuracy compares with
         acts, deltas = backend.workspace(batch_size)
         self.work = Work(lay.zeros(backend.flat_params.size, backend.dtype), acts, deltas,
                          np.empty((xb_rows, x.shape[1]), backend.dtype), np.empty((batch_size,) + t.shape[1:], t.dtype))
@@ -191,21 +210,16 @@ class CpuTrainer:
         m = self.backend.model
         optimizer_step(self.backend.flat_params, grads, self.opt_state, m.offsets, m.sizes, *optim, step)
 
-    def correct(self, which, start=0, stop=None):
+    def rows(self, which):
+        return len(self.data[which][1])
+
+    def tally(self, which, start=0, stop=None, with_loss=True):
         x, t = self.data[which]
         stop = len(t) if stop is None else stop
-        return int(np.count_nonzero(self.backend.classes(part(x, start, stop)) == class_ids(t[start:stop])))
-
-    def loss_sum(self, which, start=0, stop=None):
-        x, t = self.data[which]
-        stop = len(t) if stop is None else stop
-        return self.backend.loss(part(x, start, stop), t[start:stop]) * (stop - start) if stop > start else 0.0
-
-    def accuracy(self, which):
-        return self.correct(which) / len(self.data[which][1])
-
-    def loss(self, which):
-        return self.backend.loss(*self.data[which])
+        if stop <= start:
+            return 0, 0.0
+        loss, hits = self.backend.scores(part(x, start, stop), t[start:stop], self.ids[which][start:stop], with_loss)
+        return hits, loss
 
     def sync_state(self):
         pass  # the optimizer state is opt_state itself

@@ -6,7 +6,7 @@ runs unless a network asks for the GPU, so fastbp imports without numba-cuda.
 """
 import numpy as np
 
-from fastbp.backend import CHUNK_STEPS, NamedParams
+from fastbp.backend import CHUNK_STEPS, NamedParams, Trainer
 from fastbp.checks import check_params, class_ids
 
 
@@ -127,7 +127,7 @@ class CudaBackend:
         return CudaTrainer(self, x, t, sets, batch_size, opt_state)
 
 
-class CudaTrainer:
+class CudaTrainer(Trainer):
     """The same loop on the GPU (kernels/cuda/mlp.py): the data sets are uploaded once, each
     epoch's row order once; the host reads back a chunk's losses and the stop flag."""
 
@@ -135,10 +135,10 @@ class CudaTrainer:
         cuda = self.cuda = backend.cuda
         self.backend, self.dev, self.opt_state = backend, backend.dev, opt_state
         self.x, self.t = cuda.to_device(x), cuda.to_device(t)
-        # device rows and labels; the accuracy passes compare on the host
-        self.data = {"train": (self.x, self.t, t)}
+        # device rows and targets, and the classes the accuracy passes compare with on the host
+        self.data = {"train": (self.x, self.t, class_ids(t))}
         for name, (xs, ts) in sets.items():
-            self.data[name] = (cuda.to_device(xs), cuda.to_device(ts), ts)
+            self.data[name] = (cuda.to_device(xs), cuda.to_device(ts), class_ids(ts))
         self.state = cuda.to_device(opt_state)
         self.ws = self.dev.workspace(batch_size)
         self.losses = cuda.device_array(CHUNK_STEPS, np.float64)
@@ -170,24 +170,16 @@ class CudaTrainer:
         self.dev.grads.copy_to_device(grads)
         self.dev.update(optim, step, self.state)
 
-    def correct(self, which, start=0, stop=None):
-        x, _, t = self.data[which]
-        stop = len(t) if stop is None else stop
+    def rows(self, which):
+        return len(self.data[which][2])
+
+    def tally(self, which, start=0, stop=None, with_loss=True):
+        x, t, ids = self.data[which]
+        stop = len(ids) if stop is None else stop
         if stop <= start:
-            return 0
-        return int(np.count_nonzero(self.backend.classes(x[start:stop]) == class_ids(t[start:stop])))
-
-    def loss_sum(self, which, start=0, stop=None):
-        x, t, _ = self.data[which]
-        stop = t.shape[0] if stop is None else stop
-        return self.backend.loss(x[start:stop], t[start:stop]) * (stop - start) if stop > start else 0.0
-
-    def accuracy(self, which):
-        return self.correct(which) / len(self.data[which][2])
-
-    def loss(self, which):
-        x, t, _ = self.data[which]
-        return self.backend.loss(x, t)
+            return 0, 0.0
+        hits = int(np.count_nonzero(self.backend.classes(x[start:stop]) == ids[start:stop]))
+        return hits, (self.backend.loss(x[start:stop], t[start:stop]) * (stop - start) if with_loss else 0.0)
 
     def sync_state(self):
         self.state.copy_to_host(self.opt_state)

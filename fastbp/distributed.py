@@ -164,11 +164,12 @@ class DataParallel:
     def _part(self, which):
         return share(self.rows[which], self.comm.Get_size(), self.comm.Get_rank())
 
-    def accuracy(self, which):
-        return self.comm.allreduce(self.inner.correct(which, *self._part(which))) / self.rows[which]
-
-    def loss(self, which):
-        return self.comm.allreduce(self.inner.loss_sum(which, *self._part(which))) / self.rows[which]
+    def evaluate(self, which, with_loss=True):
+        # each rank's part of the set in one pass, then one allreduce of (hits, loss)
+        hits, loss = self.inner.tally(which, *self._part(which), with_loss)
+        hits, loss = self.comm.allreduce(np.array([hits, loss]), op=self.SUM)
+        n = self.rows[which]
+        return hits / n, (loss / n if with_loss else None)
 
     def sync_state(self):
         self.inner.sync_state()

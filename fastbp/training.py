@@ -240,10 +240,11 @@ def _loop(net, run, state, progress, verbose, on_epoch, should_stop, comm):
             state.epoch += 1
             hist["epoch_step"].append(state.step)
             hist["epoch_seconds"].append(time.perf_counter() - started)
-            hist["train_acc"].append(steps.accuracy("train") if run.train_accuracy else None)
-            hist["eval_acc"].append(steps.accuracy("eval") if "eval" in sets else None)
-            hist["eval_loss"].append(steps.loss("eval") if "eval" in sets else None)
-            hist["val_acc"].append(steps.accuracy("val") if "val" in sets else None)
+            hist["train_acc"].append(steps.evaluate("train", False)[0] if run.train_accuracy else None)
+            eval_acc, eval_loss = steps.evaluate("eval") if "eval" in sets else (None, None)
+            hist["eval_acc"].append(eval_acc)
+            hist["eval_loss"].append(eval_loss)
+            hist["val_acc"].append(steps.evaluate("val", False)[0] if "val" in sets else None)
             steps.sync_state()
             if comm is not None:
                 steps.realign()

@@ -104,6 +104,25 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
                        _act_of(l, L, act))
 
 
+@njit(inline="always")
+def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n, per):
+    # acts of rows s..s+n-1 of a Csr given as its arrays (a parallel loop takes arrays, not
+    # tuples), in a buffer of the block's own
+    acts = np.empty(n * per, params.dtype)
+    none = np.zeros(0, np.int64)  # a forward pass needs no scratch
+    work = TnWork(none, none, none, params[:0])
+    mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], work), act)
+    return acts
+
+
+@njit(inline="always")
+def _acts_per_row(sizes):
+    per = 0
+    for l in range(1, sizes.shape[0]):
+        per += sizes[l]
+    return per
+
+
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
 def mlp_logits_blocks(out, params, offsets, sizes, x, act, block):
     # out (N, DL) = the logits of x, a Csr of N rows: blocks of `block` rows spread over
@@ -112,17 +131,12 @@ def mlp_logits_blocks(out, params, offsets, sizes, x, act, block):
     # block * sizes[l] * sizes[l+1] small enough that BLAS runs them on the calling
     # thread (cpu.py: BLAS_ONE_THREAD), else its own threads would fight numba's.
     N, C = out.shape
-    per = 0
-    for l in range(1, sizes.shape[0]):
-        per += sizes[l]
-    indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows  # a parallel loop takes
-    count, cols, ti, tv = x.work                                       # arrays, not tuples
+    per = _acts_per_row(sizes)
+    indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
     for k in prange((N + block - 1) // block):
         s = k * block
         n = min(block, N - s)
-        acts = np.empty(n * per, out.dtype)
-        xk = Csr(indptr, indices, data, rows[s:s + n], TnWork(count, cols, ti, tv))
-        mlp_forward(acts, params, offsets, sizes, xk, act)
+        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n, per)
         last = (per - C) * n
         for i in range(n):
             for c in range(C):
@@ -177,6 +191,60 @@ def mlp_loss(acts, params, offsets, sizes, x, t, act):
     mlp_forward(acts, params, offsets, sizes, x, act)
     L = sizes.shape[0] - 1
     return _output_loss(_output(acts, sizes, n_rows(x), L - 1), t)
+
+
+def target_rows(t, s, e):
+    """Rows s..e-1 of targets t, wrapped as t is (Logistic, HalfSquared) or plain."""
+
+
+@overload(target_rows)
+def _target_rows(t, s, e):
+    if isinstance(t, types.BaseNamedTuple):
+        wrap = t.instance_class
+        return lambda t, s, e: wrap(t.t[s:e])
+    return lambda t, s, e: t[s:e]
+
+
+@njit(inline="always")
+def _hits(y, ids):
+    # how many rows i of y (n, C) have their largest entry at ids[i]; the largest is the
+    # first one, or the first NaN, as np.argmax picks it
+    hits = 0
+    for i in range(y.shape[0]):
+        k = 0
+        for c in range(1, y.shape[1]):
+            if not np.isnan(y[i, k]) and (y[i, c] > y[i, k] or np.isnan(y[i, c])):
+                k = c
+        hits += k == ids[i]
+    return hits
+
+
+@njit(inline="always")
+def _scores(acts, sizes, N, t, ids, with_loss):
+    y = _output(acts, sizes, N, sizes.shape[0] - 2)
+    return (_output_loss(y, t) * N if with_loss else 0.0), _hits(y, ids)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def mlp_scores(acts, params, offsets, sizes, x, t, ids, act, with_loss):
+    # One forward pass over the N rows of x: (the summed loss, or 0.0 without with_loss;
+    # how many rows' largest logit is at ids (N,) int64)
+    mlp_forward(acts, params, offsets, sizes, x, act)
+    return _scores(acts, sizes, n_rows(x), t, ids, with_loss)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+def mlp_scores_blocks(losses, hits, params, offsets, sizes, x, t, ids, act, with_loss, block):
+    # mlp_scores over a Csr x of N rows in blocks of `block` rows spread over numba's
+    # threads (as mlp_logits_blocks): block k's into losses[k] and hits[k]
+    N = x.rows.shape[0]
+    per = _acts_per_row(sizes)
+    indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
+    for k in prange(losses.shape[0]):
+        s = k * block
+        n = min(block, N - s)
+        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n, per)
+        losses[k], hits[k] = _scores(acts, sizes, n, target_rows(t, s, s + n), ids[s:s + n], with_loss)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import DTYPES, NUM_TOL, assert_near, central_diff
+from conftest import DTYPES, NUM_TOL, REF_TOL, assert_near, central_diff
 from fastbp.kernels import affine, mlp, reference
 from fastbp.kernels.layout import param_layout
 
@@ -107,3 +107,63 @@ def test_backward_sgd_is_one_sgd_step(rng, act, dtype, sizes, N, wd):
         assert_near(got, w, dtype)
     np.testing.assert_array_equal(x, keep_x)
     assert np.isfinite(loss)
+
+
+REF_LOSSES = {"softmax": lambda y, t: reference.softmax_loss_forward(y, t)[1], "mse": reference.mse_loss,
+              "logistic": lambda y, t: reference.logistic_loss(y, t.t), "half_squared": lambda y, t: reference.half_sse(y, t.t)}
+
+
+def targets(rng, kind, N, C):
+    if kind == "softmax":
+        return rng.integers(0, C, N).astype(np.int64)
+    if kind == "logistic":
+        return mlp.Logistic((rng.random((N, C)) < 0.4).astype(np.float64))
+    return rng.standard_normal((N, C)) if kind == "mse" else mlp.HalfSquared(rng.standard_normal((N, C)))
+
+
+@pytest.mark.parametrize("kind", list(REF_LOSSES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,N,block", [((1, 1), 1, 1), ((6, 5, 4), 9, 4), ((7, 9, 3, 5), 40, 32),
+                                           ((20, 13, 11, 7, 3), 3, 256)])
+def test_scores_are_the_reference_loss_and_argmax_hits(rng, kind, dtype, sizes, N, block):
+    # one forward pass: (summed loss, rows whose largest logit is at ids), on dense input and
+    # on sparse input in blocks over numba's threads; ids partly right, partly wrong
+    import scipy.sparse as sp
+    from fastbp.sparse import as_sparse_rows
+    params, offsets, sz, x, _, layout = make(rng, sizes, N, dtype)
+    x *= rng.random(x.shape) < 0.5
+    t = targets(rng, kind, N, sizes[-1])
+    tt = t if kind in ("softmax", "mse") else mlp.Logistic(t.t.astype(dtype)) if kind == "logistic" \
+        else mlp.HalfSquared(t.t.astype(dtype))
+    if kind == "mse":
+        tt = t.astype(dtype)
+    parts = split(params, layout)
+    ys = [x]
+    for l in range(len(sizes) - 1):
+        ys.append(reference.affine_forward(ys[-1], parts[2 * l], parts[2 * l + 1],
+                                           "identity" if l == len(sizes) - 2 else "relu"))
+    want_loss = REF_LOSSES[kind](ys[-1].astype(np.float64), tt) * N
+    ids = np.where(rng.random(N) < 0.5, ys[-1].argmax(axis=1), rng.integers(0, sizes[-1], N)).astype(np.int64)
+    want_hits = int(np.count_nonzero(ys[-1].argmax(axis=1) == ids))
+    acts, _ = workspace(sizes, N, dtype)
+    relu = affine.ACTIVATIONS.index("relu")
+    for with_loss in (True, False):
+        loss, hits = mlp.mlp_scores(acts, params, offsets, sz, x, tt, ids, relu, with_loss)
+        assert hits == want_hits
+        assert loss == (pytest.approx(want_loss, rel=REF_TOL[dtype]["rtol"] * 10) if with_loss else 0.0)
+    xs = as_sparse_rows(sp.csr_matrix(x), sizes[0], dtype).batch()
+    nb = -(-N // block)
+    losses, hits = np.full(nb, np.nan), np.full(nb, -1, np.int64)
+    mlp.mlp_scores_blocks(losses, hits, params, offsets, sz, xs, tt, ids, relu, True, block)
+    assert hits.sum() == want_hits
+    assert losses.sum() == pytest.approx(want_loss, rel=REF_TOL[dtype]["rtol"] * 10)
+
+
+def test_hits_take_the_first_largest_and_a_nan_as_argmax_does():
+    # ties, NaN first, NaN later, all NaN, infinities: the class np.argmax picks
+    y = np.array([[1, 3, 3], [np.nan, 5, 1], [2, np.nan, 9], [np.nan, np.nan, 0], [-np.inf, -np.inf, -np.inf],
+                  [1, np.inf, np.nan]])
+    for c in range(3):
+        ids = np.full(len(y), c, np.int64)
+        hits = mlp._hits(y, ids)
+        assert hits == np.count_nonzero(y.argmax(axis=1) == c)
