@@ -72,7 +72,7 @@ def first_layer(x, rounds):
     rng = np.random.default_rng(0)
     rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
-    batch, xb = xs.take(rows, xs.max_batch_nnz(100)), np.ascontiguousarray(x[rows])
+    batch, xb = xs.take(rows, xs.max_batch_nnz(100), (100, 50)), np.ascontiguousarray(x[rows])
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
@@ -96,7 +96,7 @@ def epoch_first_layer(x, rounds):
     batches = [order[k:k + 100] for k in range(0, x.shape[0] - 99, 100)]
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
     cap = xs.max_batch_nnz(100)
-    sparse_batches = [xs.take(rows, cap) for rows in batches]
+    sparse_batches = [xs.take(rows, cap, (100, 50)) for rows in batches]
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
@@ -151,7 +151,7 @@ def alignment(x, rounds):
     rng = np.random.default_rng(0)
     rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
-    batch = xs.take(rows, xs.max_batch_nnz(100))
+    batch = xs.take(rows, xs.max_batch_nnz(100), (100, 256))  # room for dz's aligned copy at every width
     print("alignment (MNIST batch of 100, sparse kernels; W1 and dz on a cache line or 16 bytes off):")
     for M in (50, 64, 128, 256):
         runs = {}

@@ -26,8 +26,10 @@ def part(x, start, stop):
     return x.part(start, stop) if isinstance(x, SparseRows) else x[start:stop]
 
 
-def _whole(x, backward=False):
-    return x.batch(backward=backward) if isinstance(x, SparseRows) else x
+def whole(x, width=0):
+    """All of dense x, or SparseRows x as the kernels' Csr; width > 0: with the scratch of a
+    weight gradient for a first layer of that many outputs."""
+    return x.batch(width=width) if isinstance(x, SparseRows) else x
 
 
 def named_views(flat, layout):
@@ -169,7 +171,7 @@ class CpuBackend:
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
         m = self.model
-        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, _whole(x, True),
+        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, whole(x, self.sizes[1]),
                                  self.wrap(t), m.act)
 
     def trainer(self, x, t, sets, batch_size, opt_state):
@@ -183,7 +185,8 @@ class CpuTrainer(Trainer):
     def __init__(self, backend, x, t, sets, batch_size, opt_state):
         self.backend, self.t, self.opt_state = backend, backend.wrap(t), opt_state
         if isinstance(x, SparseRows):  # the loop swaps each batch's rows into this Csr
-            self.x, xb_rows = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), 1
+            self.x, xb_rows = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size),
+                                     (batch_size, backend.sizes[1])), 1
         else:  # dense batches are gathered into a (batch_size, D0) buffer
             self.x, xb_rows = x, batch_size
         self.data = {"train": (x, t), **sets}

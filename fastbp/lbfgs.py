@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from fastbp.cpu import _whole
+from fastbp.cpu import whole
 from fastbp.kernels import layout as lay
 from fastbp.kernels.sk_solvers import sk_loss_grad
 from fastbp.network import Network
@@ -59,7 +59,7 @@ def fit_lbfgs(net, x, t, *, alpha=0.0, max_iter=200, max_fun=15000, tol=1e-4, ve
     xs = net.as_input(x, "x")
     n = xs.shape[0]
     targets = net.backend.wrap(net.targets(t, n))
-    xs = _whole(xs, backward=True)
+    xs = whole(xs, net.sizes[1])
     be = net.backend
     grads = lay.zeros(net.n_params, net.dtype)
     acts, deltas = lay.workspace(net.sizes, n, net.dtype)

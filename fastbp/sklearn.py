@@ -38,7 +38,7 @@ from fastbp.kernels import codes
 from fastbp.kernels import layout as lay
 from fastbp.kernels.mlp import HalfSquared, Logistic
 from fastbp.kernels.sk_solvers import Solver, l2_penalty, sk_epoch, sk_loss_grad
-from fastbp.cpu import CpuBackend, _whole
+from fastbp.cpu import CpuBackend, whole
 from fastbp.kernels.train import Model
 from fastbp.lbfgs import minimize_flat
 from fastbp.network import PREDICT_CHUNK
@@ -271,7 +271,7 @@ class _BaseMLP(BaseEstimator):
         if self.device == "cuda":
             loss_grad = _device_loss_grad(self, flat, model, layout, x, t)
         else:
-            x = _whole(x, backward=True)
+            x = whole(x, model.sizes[1])
             sizes, n = model.sizes, X.shape[0]
             grads = lay.zeros(flat.size, dtype)
             acts, deltas = lay.workspace(sizes, n, dtype)
@@ -422,7 +422,8 @@ class _HostEpochs:
     def __init__(self, est, flat, model, layout, x, t, state, batch_size):
         dtype = flat.dtype
         if isinstance(x, SparseRows):
-            x, xb = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size)), np.empty((1, 1), dtype)
+            x = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size), (batch_size, model.sizes[1]))
+            xb = np.empty((1, 1), dtype)
         else:
             xb = np.empty((batch_size, x.shape[1]), dtype)
         yb = np.empty(batch_size, np.int64) if isinstance(t, np.ndarray) else np.empty((batch_size, t.t.shape[1]), dtype)

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from fastbp.checks import as_batch, float_dtype
-from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr
+from fastbp.kernels import layout
+from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr, padded_width
 
 POLICIES = ("auto", True, False)
 AUTO_DENSITY = 0.25  # dense input at most this fraction nonzero takes the sparse path under "auto"
@@ -40,7 +41,7 @@ class SparseRows:
         self.shape = (indptr.shape[0] - 1, n_cols)
         self.dtype = data.dtype
         self._work = None
-        self._no_work = TnWork(*(np.zeros(0, np.int64),) * 3, np.zeros(0, self.dtype))  # forward passes
+        self._no_work = TnWork(*(np.zeros(0, np.int64),) * 3, *(np.zeros(0, self.dtype),) * 2)  # forward passes
 
     @property
     def nnz(self):
@@ -54,31 +55,36 @@ class SparseRows:
     def __len__(self):
         return self.shape[0]
 
-    def batch(self, start=0, stop=None, backward=False):
-        """Rows start..stop-1 as a Csr; backward: with scratch for the weight gradient."""
+    def batch(self, start=0, stop=None, width=0):
+        """Rows start..stop-1 as a Csr; with width > 0, with the scratch of a weight gradient
+        for a first layer of that many outputs."""
         stop = self.shape[0] if stop is None else min(stop, self.shape[0])
-        cap = int(self.indptr[stop] - self.indptr[start]) if backward else 0
-        return self.take(np.arange(start, stop, dtype=np.int64), cap)
+        cap = int(self.indptr[stop] - self.indptr[start]) if width else 0
+        return self.take(np.arange(start, stop, dtype=np.int64), cap, (stop - start, width))
 
-    def take(self, rows, cap=0):
-        """The Csr of these rows ((n,) int64, each in range) with backward scratch for
-        batches of up to `cap` nonzeros (0: a forward pass only)."""
-        return Csr(self.indptr, self.indices, self.data, rows, self.work(cap))
+    def take(self, rows, cap=0, dz_shape=(0, 0)):
+        """The Csr of these rows ((n,) int64, each in range) with weight-gradient scratch for
+        batches of up to `cap` nonzeros and a dz of up to dz_shape (rows, outputs); cap 0:
+        a forward pass only."""
+        return Csr(self.indptr, self.indices, self.data, rows, self.work(cap, dz_shape))
 
     def max_batch_nnz(self, batch_size):
         """The most nonzeros any batch_size rows hold together."""
         lengths = np.diff(self.indptr)
         return int(np.sort(lengths)[-batch_size:].sum())
 
-    def work(self, cap):
-        """sparse_tn_update's scratch (kernels/sparse.py) for up to cap nonzeros, kept and
-        grown as needed; its count array is all zeros between kernel calls."""
+    def work(self, cap, dz_shape=(0, 0)):
+        """sparse_tn_update's scratch (kernels/sparse.py) for up to cap nonzeros and dz_shape,
+        kept and grown as needed; its count array is all zeros between kernel calls."""
         if cap == 0:
             return self._no_work
-        if self._work is None or self._work.ti.shape[0] < cap:
-            n = self.shape[1]
-            self._work = TnWork(np.zeros(n, np.int64), np.empty(n, np.int64),
-                                np.empty(cap, np.int64), np.empty(cap, self.dtype))
+        size = dz_shape[0] * padded_width(dz_shape[1], self.dtype)
+        w = self._work
+        if w is None or w.ti.shape[0] < cap or w.dz.shape[0] < size:
+            n, cap = self.shape[1], max(cap, 0 if w is None else w.ti.shape[0])
+            size = max(size, 0 if w is None else w.dz.shape[0])
+            self._work = TnWork(np.zeros(n, np.int64), np.empty(n, np.int64), np.empty(cap, np.int64),
+                                np.empty(cap, self.dtype), layout.zeros(size, self.dtype))
         return self._work
 
     def tocsr(self):

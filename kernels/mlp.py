@@ -110,7 +110,7 @@ def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, 
     # tuples), in a buffer of the block's own
     acts = np.empty(n * per, params.dtype)
     none = np.zeros(0, np.int64)  # a forward pass needs no scratch
-    work = TnWork(none, none, none, params[:0])
+    work = TnWork(none, none, none, params[:0], params[:0])
     mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], work), act)
     return acts
 

@@ -83,7 +83,7 @@ def _check_array(a):
 
 
 def lanes(a):
-    """Lanes per vector for an array's (or a dtype's) float type."""
+    """Lanes per vector (elements in 64 bytes, a cache line) of an array's (or a dtype's) type."""
     return VECTOR_BYTES // (a.dtype if isinstance(a, np.ndarray) else np.dtype(a)).itemsize
 
 

@@ -4,8 +4,10 @@ Sizes: N batch, D inputs, M outputs. A batch of sparse rows is a Csr value:
 indptr (R+1,) int64, indices (nnz,) int32 and data (nnz,) float are R rows of a
 CSR matrix with D columns (any order, no duplicates); rows (N,) int64 picks them:
 batch row i is CSR row rows[i], so a minibatch is a list of rows, not a copy.
-work is a TnWork: count (D,) int64 zeros, cols (D,) int64, ti (cap,) int64 and
-tv (cap,) float, cap at least the batch's nonzeros: the backward's scratch.
+work is a TnWork, the backward's scratch: count (D,) int64 zeros, cols (D,) int64,
+ti (cap,) int64 and tv (cap,) float, cap at least the batch's nonzeros, and dz
+(N * Mp,) float starting on a cache line, Mp = M rounded up to whole vectors
+(shorter: dz is read where it lies; see _aligned_rows).
 W (D, M), b (M,), out (N, M), dz (N, M), C (D, M).
 
 Forward:  out = act(x·W + b). Per row, a block of 4 vectors of output columns
@@ -39,7 +41,13 @@ def is_csr(x):
     return isinstance(x, types.BaseNamedTuple)
 
 
-TnWork = namedtuple("TnWork", "count cols ti tv")  # sparse_tn_update's scratch; see _transpose
+TnWork = namedtuple("TnWork", "count cols ti tv dz")  # sparse_tn_update's scratch; see above
+
+
+def padded_width(M, dtype):
+    """M rounded up to whole vectors of dtype: the row length of TnWork's dz."""
+    L = lanes(dtype)
+    return (M + L - 1) // L * L
 
 # Positions in the nonzeros are made unsigned (U) in the inner loops: numba wraps a negative
 # signed index around (a compare and a select per access, and a loop LLVM cannot simplify);
@@ -99,9 +107,10 @@ def _prefetch_row(x, i):
     # batch row i's indices and data, one request per cache line: a minibatch's rows lie
     # anywhere in the data set, and each starts with a miss the hardware cannot foresee
     r = U(x.rows[i])
-    step = VECTOR_BYTES // 4
-    for p in range(x.indptr[r], x.indptr[r + U1] + step, step):
+    p0, p1 = x.indptr[r], x.indptr[r + U1]
+    for p in range(p0, p1 + lanes(x.indices), lanes(x.indices)):  # a vector's bytes: a cache line
         prefetch(x.indices, p)
+    for p in range(p0, p1 + lanes(x.data), lanes(x.data)):
         prefetch(x.data, p)
 
 
@@ -131,8 +140,8 @@ def sparse_tn_update(C, x, dz, alpha, beta):
         for j in range(C.shape[0]):
             for c in range(C.shape[1]):
                 C[j, c] *= beta
-    d = _aligned_rows(dz)
-    count, cols, ti, tv = x.work
+    count, cols, ti, tv, scratch = x.work
+    d = _aligned_rows(dz, scratch)
     nc = _transpose(count, cols, ti, tv, x, d.shape[1])
     M = dz.shape[1]
     L = lanes(dz)
@@ -157,19 +166,18 @@ def sparse_tn_update(C, x, dz, alpha, beta):
 
 
 @njit(inline="always")
-def _aligned_rows(dz):
-    # dz (N, M) itself if each row starts on a cache line, else a copy (N, M rounded up to
-    # whole vectors) that does: the loop above reads a row of dz per nonzero, and a vector
-    # that straddles two lines costs two loads (a 50-wide layer's rows are 200 bytes apart;
-    # the copy took the MNIST batch's accumulation from 23 to 18 us)
+def _aligned_rows(dz, scratch):
+    # dz (N, M) itself if each row starts on a cache line, else a copy (N, Mp) in scratch
+    # that does: the loop above reads a row of dz per nonzero, and a vector that straddles
+    # two lines costs two loads (a 50-wide layer's rows are 200 bytes apart; the copy took
+    # the MNIST batch's accumulation from 23 to 18 us). Without room in scratch, dz as it is.
     N, M = dz.shape
     L = lanes(dz)
-    if M % L == 0 and dz.ctypes.data % VECTOR_BYTES == 0:
-        return dz
     Mp = (M + L - 1) // L * L
-    raw = np.empty(N * Mp + L, dz.dtype)
-    skip = (-raw.ctypes.data) % VECTOR_BYTES // raw.itemsize
-    d = raw[skip:skip + N * Mp].reshape((N, Mp))
+    if (M == Mp and dz.ctypes.data % VECTOR_BYTES == 0) or scratch.shape[0] < N * Mp \
+            or scratch.ctypes.data % VECTOR_BYTES != 0:
+        return dz
+    d = scratch[:N * Mp].reshape((N, Mp))
     for i in range(N):
         for c0 in range(0, Mp, L):
             vstore(d, i * Mp + c0, vload(dz, i * M + c0, min(M - c0, L)), L)

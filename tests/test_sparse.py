@@ -14,7 +14,7 @@ from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
 from fastbp.kernels import layout, reference, simd
-from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
+from fastbp.kernels.sparse import padded_width, sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import AUTO_DENSITY, SparseRows, as_sparse_rows
 
 DENSITIES = [0.0, 0.005, 0.05, 0.2, 0.5, 1.0]
@@ -28,11 +28,12 @@ def sparse_matrix(rng, n, d, density, dtype):
     return x.astype(dtype)
 
 
-def rows_of(x, dtype, rows=None, backward=True):
-    """x (dense) as the kernels' Csr, rows (default all) picked from it."""
+def rows_of(x, dtype, rows=None, backward=True, width=0):
+    """x (dense) as the kernels' Csr, rows (default all) picked from it; backward: with the
+    weight gradient's scratch, its dz copy room for `width` outputs."""
     r = as_sparse_rows(sp.csr_matrix(x), x.shape[1], dtype)
     rows = np.arange(x.shape[0], dtype=np.int64) if rows is None else rows
-    return r.take(rows, r.nnz if backward else 0)
+    return r.take(rows, r.nnz if backward else 0, (len(rows), width))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -42,7 +43,7 @@ def test_forward_and_weight_update_match_the_dense_reference(rng, dtype, density
     x = sparse_matrix(rng, N, D, density, dtype)
     W = (rng.standard_normal((D, M)) / np.sqrt(D)).astype(dtype)
     b = rng.standard_normal(M).astype(dtype)
-    csr = rows_of(x, dtype)
+    csr = rows_of(x, dtype, width=M)
     for act in range(3):
         out = np.full((N, M), np.nan, dtype)
         sparse_affine_forward(out, csr, W, b, act)
@@ -111,15 +112,26 @@ def _placed(shape, dtype, skip):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M", [8, 16, 32, 50])
 @pytest.mark.parametrize("skip", [0, 16])
-def test_weight_update_with_dz_on_or_off_cache_lines(rng, dtype, M, skip):
-    # dz rows on cache lines are read in place; others through an aligned copy: both exact
+@pytest.mark.parametrize("room", [True, False])
+def test_weight_update_with_dz_on_or_off_cache_lines(rng, dtype, M, skip, room):
+    # dz rows on cache lines are read in place; others through an aligned copy in the
+    # scratch, or in place where the scratch has no room for one: all exact
     x = sparse_matrix(rng, 23, 37, 0.3, dtype)
     dz = _placed((23, M), dtype, skip)
     dz[...] = rng.standard_normal((23, M))
     C = rng.standard_normal((37, M)).astype(dtype)
     want = C - 0.2 * x.T.astype(np.float64) @ dz.astype(np.float64)
-    sparse_tn_update(C, rows_of(x, dtype), dz, -0.2, 1.0)
+    csr = rows_of(x, dtype, width=M if room else 0)
+    csr.work.dz[...] = np.nan
+    sparse_tn_update(C, csr, dz, -0.2, 1.0)
     assert_near(C, want.astype(dtype), dtype)
+    Mp = padded_width(M, dtype)
+    copied = room and (skip or M != Mp)
+    assert csr.work.dz.shape[0] == (23 * Mp if room else 0)
+    if copied:
+        np.testing.assert_array_equal(csr.work.dz.reshape(23, Mp)[:, :M], dz)
+    else:
+        assert np.isnan(csr.work.dz).all()
 
 
 # -- Network and fit: sparse input against the same data dense
