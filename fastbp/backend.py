@@ -39,13 +39,17 @@ from collections.abc import MutableMapping
 CHUNK_STEPS = 50  # steps per compiled call: enough to amortise the call, small enough for a live bar
 
 
+def rates(hits, loss, n, with_loss):
+    """(accuracy, mean loss or None) from a tally over n rows."""
+    return hits / n, (loss / n if with_loss else None)
+
+
 class Trainer:
     """What every Trainer builds from its own tally and rows (see above)."""
 
     def evaluate(self, which, with_loss=True):
         n = self.rows(which)
-        hits, loss = self.tally(which, 0, n, with_loss)
-        return hits / n, (loss / n if with_loss else None)
+        return rates(*self.tally(which, 0, n, with_loss), n, with_loss)
 
 
 class NamedParams(MutableMapping):

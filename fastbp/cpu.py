@@ -145,28 +145,28 @@ class CpuBackend:
         return self.logits(x).argmax(axis=1)
 
     def scores(self, x, t, ids, with_loss=True):
-        """One forward pass over x: (the summed loss, 0.0 without with_loss; how many rows'
-        largest logit is at ids (N,) int64). The kernel picks the loss from t's form."""
+        """One forward pass over x: (how many rows' largest logit is at ids (N,) int64; the
+        summed loss, 0.0 without with_loss). The kernel picks the loss from t's form."""
         m, N = self.model, x.shape[0]
         block = self._blocks(x)
         if block:
-            losses, hits = np.empty(-(-N // block)), np.empty(-(-N // block), np.int64)
+            hits, losses = np.empty(-(-N // block), np.int64), np.empty(-(-N // block))
             with _PARALLEL:
-                mlp.mlp_scores_blocks(losses, hits, self.params.flat, m.offsets, m.sizes, x.batch(), self.wrap(t),
+                mlp.mlp_scores_blocks(hits, losses, self.params.flat, m.offsets, m.sizes, x.batch(), self.wrap(t),
                                       ids, m.act, with_loss, block)
-            return sum(losses.tolist(), 0.0), int(hits.sum())  # summed in order, as one thread sums
-        loss, hits = 0.0, 0
+            return int(hits.sum()), sum(losses.tolist(), 0.0)  # summed in order, as one thread sums
+        hits, loss = 0, 0.0
         chunk = self._chunk(x)
         for s in range(0, N, chunk):
             n = min(chunk, N - s)
             acts, _ = self.workspace(n)
-            lc, hc = mlp.mlp_scores(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
+            hc, lc = mlp.mlp_scores(acts, self.params.flat, m.offsets, m.sizes, _rows(x, s, s + n),
                                     self.wrap(t[s:s + n]), ids[s:s + n], m.act, with_loss)
-            loss, hits = loss + lc, hits + hc
-        return loss, hits
+            hits, loss = hits + hc, loss + lc
+        return hits, loss
 
     def loss(self, x, t):
-        return self.scores(x, t, class_ids(t))[0] / x.shape[0]
+        return self.scores(x, t, class_ids(t))[1] / x.shape[0]
 
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
@@ -221,8 +221,7 @@ class CpuTrainer(Trainer):
         stop = len(t) if stop is None else stop
         if stop <= start:
             return 0, 0.0
-        loss, hits = self.backend.scores(part(x, start, stop), t[start:stop], self.ids[which][start:stop], with_loss)
-        return hits, loss
+        return self.backend.scores(part(x, start, stop), t[start:stop], self.ids[which][start:stop], with_loss)
 
     def sync_state(self):
         pass  # the optimizer state is opt_state itself

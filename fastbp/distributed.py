@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-from fastbp.backend import CHUNK_STEPS
+from fastbp.backend import CHUNK_STEPS, rates
 
 
 def share(n, size, rank):
@@ -168,8 +168,7 @@ class DataParallel:
         # each rank's part of the set in one pass, then one allreduce of (hits, loss)
         hits, loss = self.inner.tally(which, *self._part(which), with_loss)
         hits, loss = self.comm.allreduce(np.array([hits, loss]), op=self.SUM)
-        n = self.rows[which]
-        return hits / n, (loss / n if with_loss else None)
+        return rates(hits, loss, self.rows[which], with_loss)
 
     def sync_state(self):
         self.inner.sync_state()

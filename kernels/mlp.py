@@ -10,7 +10,7 @@ targets pick the loss, also at compile time: t (N,) int64 class ids -> softmax
 cross-entropy; t (N, DL) floats -> mean squared error on the last layer's output;
 Logistic(t) -> sigmoid outputs with binary cross-entropy (logistic_loss.py);
 HalfSquared(t) -> ½ Σ (y - t)² / N (mse_loss.py: scikit-learn's regression loss).
-Nothing is allocated here but mlp_logits_blocks' acts, one per block of rows.
+Nothing is allocated here but the block kernels' acts (mlp_logits_blocks, mlp_scores_blocks), one per block of rows.
 """
 from collections import namedtuple
 
@@ -105,22 +105,15 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
 
 
 @njit(inline="always")
-def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n, per):
+def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n):
     # acts of rows s..s+n-1 of a Csr given as its arrays (a parallel loop takes arrays, not
     # tuples), in a buffer of the block's own
-    acts = np.empty(n * per, params.dtype)
+    last, C = act_block(sizes, n, sizes.shape[0] - 2)
+    acts = np.empty(last + n * C, params.dtype)
     none = np.zeros(0, np.int64)  # a forward pass needs no scratch
     work = TnWork(none, none, none, params[:0], params[:0])
     mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], work), act)
     return acts
-
-
-@njit(inline="always")
-def _acts_per_row(sizes):
-    per = 0
-    for l in range(1, sizes.shape[0]):
-        per += sizes[l]
-    return per
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
@@ -131,16 +124,15 @@ def mlp_logits_blocks(out, params, offsets, sizes, x, act, block):
     # block * sizes[l] * sizes[l+1] small enough that BLAS runs them on the calling
     # thread (cpu.py: BLAS_ONE_THREAD), else its own threads would fight numba's.
     N, C = out.shape
-    per = _acts_per_row(sizes)
     indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
     for k in prange((N + block - 1) // block):
         s = k * block
         n = min(block, N - s)
-        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n, per)
-        last = (per - C) * n
+        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n)
+        y = _output(acts, sizes, n, sizes.shape[0] - 2)
         for i in range(n):
             for c in range(C):
-                out[s + i, c] = acts[last + i * C + c]
+                out[s + i, c] = y[i, c]
 
 
 # Targets wrapped in these pick the loss by their type (plain arrays: by their dimensions)
@@ -222,29 +214,28 @@ def _hits(y, ids):
 @njit(inline="always")
 def _scores(acts, sizes, N, t, ids, with_loss):
     y = _output(acts, sizes, N, sizes.shape[0] - 2)
-    return (_output_loss(y, t) * N if with_loss else 0.0), _hits(y, ids)
+    return _hits(y, ids), (_output_loss(y, t) * N if with_loss else 0.0)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_scores(acts, params, offsets, sizes, x, t, ids, act, with_loss):
-    # One forward pass over the N rows of x: (the summed loss, or 0.0 without with_loss;
-    # how many rows' largest logit is at ids (N,) int64)
+    # One forward pass over the N rows of x: (how many rows' largest logit is at ids (N,)
+    # int64; the summed loss, or 0.0 without with_loss)
     mlp_forward(acts, params, offsets, sizes, x, act)
     return _scores(acts, sizes, n_rows(x), t, ids, with_loss)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
-def mlp_scores_blocks(losses, hits, params, offsets, sizes, x, t, ids, act, with_loss, block):
+def mlp_scores_blocks(hits, losses, params, offsets, sizes, x, t, ids, act, with_loss, block):
     # mlp_scores over a Csr x of N rows in blocks of `block` rows spread over numba's
-    # threads (as mlp_logits_blocks): block k's into losses[k] and hits[k]
+    # threads (as mlp_logits_blocks): block k's into hits[k] and losses[k]
     N = x.rows.shape[0]
-    per = _acts_per_row(sizes)
     indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
     for k in prange(losses.shape[0]):
         s = k * block
         n = min(block, N - s)
-        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n, per)
-        losses[k], hits[k] = _scores(acts, sizes, n, target_rows(t, s, s + n), ids[s:s + n], with_loss)
+        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n)
+        hits[k], losses[k] = _scores(acts, sizes, n, target_rows(t, s, s + n), ids[s:s + n], with_loss)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -148,13 +148,13 @@ def test_scores_are_the_reference_loss_and_argmax_hits(rng, kind, dtype, sizes, 
     acts, _ = workspace(sizes, N, dtype)
     relu = affine.ACTIVATIONS.index("relu")
     for with_loss in (True, False):
-        loss, hits = mlp.mlp_scores(acts, params, offsets, sz, x, tt, ids, relu, with_loss)
+        hits, loss = mlp.mlp_scores(acts, params, offsets, sz, x, tt, ids, relu, with_loss)
         assert hits == want_hits
         assert loss == (pytest.approx(want_loss, rel=REF_TOL[dtype]["rtol"] * 10) if with_loss else 0.0)
     xs = as_sparse_rows(sp.csr_matrix(x), sizes[0], dtype).batch()
     nb = -(-N // block)
     losses, hits = np.full(nb, np.nan), np.full(nb, -1, np.int64)
-    mlp.mlp_scores_blocks(losses, hits, params, offsets, sz, xs, tt, ids, relu, True, block)
+    mlp.mlp_scores_blocks(hits, losses, params, offsets, sz, xs, tt, ids, relu, True, block)
     assert hits.sum() == want_hits
     assert losses.sum() == pytest.approx(want_loss, rel=REF_TOL[dtype]["rtol"] * 10)
 
