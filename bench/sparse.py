@@ -67,44 +67,54 @@ def interleaved(contenders, rounds, calls):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _on_threads(batch, on):
+    """batch (a Csr in parts) with its parts on numba's threads (on) or in turn on one."""
+    return batch._replace(work=batch.work._replace(threaded=on))
+
+
 def first_layer(x, rounds):
-    """Forward and dW1+SGD on a 100-row batch of x (N, 784) float32: ({name: us}, batch nonzeros)."""
+    """Forward and dW1+SGD on a 100-row batch of x (N, 784) float32, the sparse kernels in
+    their two parts on two threads and in turn on one: ({name: us}, batch nonzeros)."""
     rng = np.random.default_rng(0)
     rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
     batch, xb = xs.take(rows, xs.max_batch_nnz(100), (100, 50)), np.ascontiguousarray(x[rows])
+    one, two = _on_threads(batch, False), _on_threads(batch, True)
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
     t = interleaved({
-        "forward sparse": lambda: sparse_affine_forward(out, batch, W, b, RELU),
+        "forward sparse": lambda: sparse_affine_forward(out, two, W, b, RELU),
+        "forward sparse 1": lambda: sparse_affine_forward(out, one, W, b, RELU),
         "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
-        "dW1+SGD sparse": lambda: sparse_tn_update(W, batch, dz, -1e-30, 1.0),
+        "dW1+SGD sparse": lambda: sparse_tn_update(W, two, dz, -1e-30, 1.0),
+        "dW1+SGD sparse 1": lambda: sparse_tn_update(W, one, dz, -1e-30, 1.0),
         "dW1+SGD dense": lambda: sgd_product(W, xb, dz),  # the same -1e-30 step
     }, rounds, 200)
     return t, int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
 
 
-def epoch_first_layer(x, rounds):
+def epoch_first_layer(x, rounds, threads=(True, False)):
     """Per step, us: the first layer's forward and dW1+SGD over the batches of one epoch of
     x (N, 784) float32 in turn, as training meets them: the sparse kernels read each batch's
-    rows where they lie in the data set, the dense path gathers them (gather_rows) and
-    runs the BLAS products. Returns {"sparse": us, "dense": us}."""
+    rows where they lie in the data set (their parts on two threads, and in turn on one),
+    the dense path gathers them (gather_rows) and runs the BLAS products.
+    Returns {"sparse": us, "sparse 1": us, "dense": us} (without "sparse 1" if not asked)."""
     rng = np.random.default_rng(0)
     order = rng.permutation(x.shape[0]).astype(np.int64)
     batches = [order[k:k + 100] for k in range(0, x.shape[0] - 99, 100)]
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
     cap = xs.max_batch_nnz(100)
-    sparse_batches = [xs.take(rows, cap, (100, 50)) for rows in batches]
+    sparse_batches = {on: [_on_threads(xs.take(rows, cap, (100, 50)), on) for rows in batches] for on in threads}
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
     xb = np.empty((100, x.shape[1]), np.float32)
 
-    def sparse_epoch():
-        for batch in sparse_batches:
+    def sparse_epoch(on):
+        for batch in sparse_batches[on]:
             sparse_affine_forward(out, batch, W, b, RELU)
             sparse_tn_update(W, batch, dz, -1e-30, 1.0)
 
@@ -113,21 +123,25 @@ def epoch_first_layer(x, rounds):
             gather_rows(xb, x, rows)
             affine_forward(out, xb, W, b, RELU)
             sgd_product(W, xb, dz)
-    t = interleaved({"sparse": sparse_epoch, "dense": dense_epoch}, rounds, 1)
+    contenders = {("sparse" if on else "sparse 1"): (lambda on=on: sparse_epoch(on)) for on in threads}
+    t = interleaved({**contenders, "dense": dense_epoch}, rounds, 1)
     return {k: v / len(batches) for k, v in t.items()}
 
 
 def mnist_first_layer(x, rounds):
     t, nnz = first_layer(x, rounds)
-    print(f"first layer, MNIST: density {np.count_nonzero(x) / x.size:.3f}, {nnz} nonzeros in the batch")
+    print(f"first layer, MNIST: density {np.count_nonzero(x) / x.size:.3f}, {nnz} nonzeros in the batch; "
+          f"sparse: two parts on two threads (sparse 1: in turn on one)")
     print("  one batch, over and over (in cache):")
     for part in ("forward", "dW1+SGD"):
-        s, d = t[f"{part} sparse"], t[f"{part} dense"]
-        print(f"    {part:8} sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
+        s, s1, d = t[f"{part} sparse"], t[f"{part} sparse 1"], t[f"{part} dense"]
+        print(f"    {part:8} sparse {s:7.1f} us  sparse 1 {s1:7.1f} us  dense {d:7.1f} us  "
+              f"dense/sparse {d / s:5.2f}  dense/sparse 1 {d / s1:5.2f}")
     e = epoch_first_layer(x, rounds)
     print(f"  an epoch's {len(x) // 100} batches in turn, per step (dense includes gathering the batch):")
-    print(f"    forward + dW1+SGD  sparse {e['sparse']:7.1f} us  dense {e['dense']:7.1f} us  "
-          f"dense/sparse {e['dense'] / e['sparse']:5.2f}")
+    print(f"    forward + dW1+SGD  sparse {e['sparse']:7.1f} us  sparse 1 {e['sparse 1']:7.1f} us  "
+          f"dense {e['dense']:7.1f} us  dense/sparse {e['dense'] / e['sparse']:5.2f}  "
+          f"dense/sparse 1 {e['dense'] / e['sparse 1']:5.2f}")
 
 
 def crossover(rounds):
@@ -136,7 +150,7 @@ def crossover(rounds):
           "an epoch's batches in turn):")
     for density in (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6):
         x = (rng.random((6000, 784)) * (rng.random((6000, 784)) < density)).astype(np.float32)
-        t = epoch_first_layer(x, rounds)
+        t = epoch_first_layer(x, rounds, threads=(True,))
         s, d = t["sparse"], t["dense"]
         print(f"  density {density:4.2f}: sparse {s:7.1f} us  dense {d:7.1f} us  dense/sparse {d / s:5.2f}")
 

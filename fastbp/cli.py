@@ -498,7 +498,7 @@ def _train(args, ranks):
         if s["optimizer"] == LBFGS:
             say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; L-BFGS over "
                 f"all {n_train} images, up to {s['iters']} iterations; results in {out}")
-            ensure_compiled(net.dtype)
+            ensure_compiled(net.dtype, sparse=isinstance(x, SparseRows))
             return _train_lbfgs(net, (x, t), (xt, tt), s, results, stopped, say)
         say(f"fastbp: {source}: {n_train} train / {n_test} test; {net}, {first} first layer; "
             f"{s['optimizer']} lr {s['lr']:g}, "
@@ -515,7 +515,7 @@ def _train(args, ranks):
 
         start_step = state.step
         if s["device"] == "cpu":  # before the clock starts (the cuda kernels compiled with the Network)
-            ensure_compiled(net.dtype)
+            ensure_compiled(net.dtype, sparse=isinstance(x, SparseRows))
         started = time.perf_counter()
         try:
             history = fit(net, x, t, iters=steps, batch_size=s["batch_size"], lr=s["lr"],

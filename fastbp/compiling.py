@@ -49,19 +49,19 @@ def compile_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-_COMPILED = set()  # dtypes whose CPU kernels this process has compiled or loaded
+_COMPILED = set()  # (dtype, sparse) pairs whose CPU kernels this process has compiled or loaded
 
 
-def compile_for(dtype, activation="relu"):
-    """Compile (or load from cache) every kernel fit uses for this dtype, under compile_lock.
-    The activation is a runtime code: one compile serves both."""
+def compile_for(dtype, activation="relu", sparse=False):
+    """Compile (or load from cache) every kernel fit uses for this dtype, and dense or sparse
+    input, under compile_lock. The activation is a runtime code: one compile serves both."""
     from fastbp.network import Network
     from fastbp.training import fit
     dtype = np.dtype(dtype)
     with compile_lock():
-        _COMPILED.add(dtype)  # before the small fits below, which would come back here
-        net = Network([2, 2, 2], activation=activation, dtype=dtype, seed=0)
-        x = np.zeros((2, 2), net.dtype)
+        _COMPILED.add((dtype, sparse))  # before the small fits below, which would come back here
+        net = Network([2, 2, 2], activation=activation, dtype=dtype, seed=0, sparse=sparse)
+        x = np.eye(2, dtype=net.dtype)
         t = np.zeros(2, np.int64)
         for opt in OPTIMIZERS:
             fit(net, x, t, iters=1, batch_size=2, optimizer=opt, seed=0, eval_data=(x, t),
@@ -69,10 +69,10 @@ def compile_for(dtype, activation="relu"):
         net.loss(x, t)
 
 
-def ensure_compiled(dtype, announce=True):
+def ensure_compiled(dtype, announce=True, sparse=False):
     """compile_for once per process; when `announce`, say so if it takes more than a second
     (a cold cache: seconds) and stay quiet when the kernels load from numba's cache."""
-    if dtype in _COMPILED:
+    if (np.dtype(dtype), sparse) in _COMPILED:
         return
     timer = None
     if announce:
@@ -81,7 +81,7 @@ def ensure_compiled(dtype, announce=True):
         timer.daemon = True
         timer.start()
     try:
-        compile_for(dtype)
+        compile_for(dtype, sparse=sparse)
     finally:
         if timer is not None:
             timer.cancel()

@@ -1,10 +1,12 @@
 """The CPU backend (see backend.py): a network's flat buffers on the host, the njit kernels
 (fastbp.kernels) run on them, and the named views the book's code reads and writes."""
+import contextlib
 import functools
 import math
 import os
 import threading
 
+import numba
 import numpy as np
 
 from fastbp.backend import CHUNK_STEPS, NamedParams, Trainer
@@ -12,6 +14,7 @@ from fastbp.checks import check_params, class_ids
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
 from fastbp.kernels.optimizers import optimizer_step
+from fastbp.kernels.sparse import Csr
 from fastbp.kernels.train import Model, Work, train_steps, weighted_gradient
 from fastbp.sparse import SparseRows
 
@@ -76,6 +79,21 @@ MIN_BLOCK = 32   # below this the later layers' BLAS calls are too small to pay:
 _PARALLEL = threading.Lock()
 _FORKED = []
 os.register_at_fork(after_in_child=lambda: _FORKED.append(True))
+
+
+@contextlib.contextmanager
+def threads(x):
+    """x as given, or for a Csr in parts (kernels/sparse.py) with them on numba's threads
+    when this thread may enter parallel code now (_PARALLEL free, not forked, more than one
+    thread); otherwise its parts run in turn. The numbers are the same either way."""
+    if not isinstance(x, Csr) or x.work.splits.shape[0] <= 2 or _FORKED or numba.get_num_threads() < 2 \
+            or not _PARALLEL.acquire(blocking=False):
+        yield x
+        return
+    try:
+        yield x._replace(work=x.work._replace(threaded=True))
+    finally:
+        _PARALLEL.release()
 
 
 def parallel_block(sizes):
@@ -171,8 +189,8 @@ class CpuBackend:
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
         m = self.model
-        return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, whole(x, self.sizes[1]),
-                                 self.wrap(t), m.act)
+        with threads(whole(x, self.sizes[1])) as xk:
+            return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, xk, self.wrap(t), m.act)
 
     def trainer(self, x, t, sets, batch_size, opt_state):
         return CpuTrainer(self, x, t, sets, batch_size, opt_state)
@@ -200,8 +218,9 @@ class CpuTrainer(Trainer):
         self.order = order
 
     def run(self, first, steps, optim, t0):
-        ran = train_steps(self.backend.flat_params, self.opt_state, self.work, self.x, self.t, self.order,
-                          first, steps, self.backend.model, optim, t0, self.losses)
+        with threads(self.x) as x:
+            ran = train_steps(self.backend.flat_params, self.opt_state, self.work, x, self.t, self.order,
+                              first, steps, self.backend.model, optim, t0, self.losses)
         return ran, self.losses
 
     def gradient_share(self, red, start, n, weight):

@@ -38,7 +38,7 @@ from fastbp.kernels import codes
 from fastbp.kernels import layout as lay
 from fastbp.kernels.mlp import HalfSquared, Logistic
 from fastbp.kernels.sk_solvers import Solver, l2_penalty, sk_epoch, sk_loss_grad
-from fastbp.cpu import CpuBackend, whole
+from fastbp.cpu import CpuBackend, threads, whole
 from fastbp.kernels.train import Model
 from fastbp.lbfgs import minimize_flat
 from fastbp.network import PREDICT_CHUNK
@@ -277,7 +277,8 @@ class _BaseMLP(BaseEstimator):
             acts, deltas = lay.workspace(sizes, n, dtype)
 
             def loss_grad(p):
-                return sk_loss_grad(grads, acts, deltas, p, model, x, t, float(self.alpha)), grads
+                with threads(x) as xk:
+                    return sk_loss_grad(grads, acts, deltas, p, model, xk, t, float(self.alpha)), grads
 
         callback = (lambda r: print(f"L-BFGS: loss = {r.fun:.8f}")) if self.verbose else None
         res = minimize_flat(flat, loss_grad, self.max_iter, self.max_fun, self.tol, callback)
@@ -432,7 +433,10 @@ class _HostEpochs:
         self._flat, self._state, self._model, self._B = flat, state, model, batch_size
 
     def run(self, order, solver, alpha, step):
-        return sk_epoch(self._flat, *self._args, order, self._B, self._model, solver, alpha, step)
+        grads, state, acts, deltas, xb, yb, x, t = self._args
+        with threads(x) as xk:
+            return sk_epoch(self._flat, grads, state, acts, deltas, xb, yb, xk, t, order, self._B, self._model, solver,
+                            alpha, step)
 
     def flat(self):
         return self._flat

@@ -14,11 +14,14 @@ finite values; a hand-built CSR with indices out of range is a ValueError, not a
 crash), converted once to CSR with duplicates summed, in the network's dtype, and
 never modified: the caller's matrix is left as it was.
 """
+import math
+
 import numpy as np
 import scipy.sparse as sp
 
 from fastbp.checks import as_batch, float_dtype
 from fastbp.kernels import layout
+from fastbp.kernels.simd import lanes
 from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr, padded_width
 
 POLICIES = ("auto", True, False)
@@ -31,17 +34,50 @@ def check_policy(sparse, name="sparse"):
     return sparse
 
 
+# A training step's first layer runs in parts, each owning a range of W1's rows (kernels/
+# sparse.py), on numba's threads where it may (fastbp/cpu.py: threads). The number of parts
+# is fixed, not the number of cores, so that a run gives the same numbers on any machine,
+# in a forked child, or on one core; and 1 where a batch's work is too small to share: below
+# MIN_PART_WORK nonzeros per batch times blocks of 4 vectors of outputs (64 float32 or 32
+# float64 outputs) two parallel regions cost more than they save (measured on MNIST rows:
+# even at 4 rows of 50 outputs, 600 nonzeros; 1.2x faster at 1,500, 1.5x at 5,000).
+PARTS = 2
+MIN_PART_WORK = 1024
+
+
+def column_splits(counts, width, dtype, parts):
+    """(T+1,) int64 cuts from 0 to D: the columns (W1's rows) in T <= parts ranges holding
+    about equal shares of the nonzeros, counts (D,) of them per column; each cut on a row of
+    W1 (width outputs of dtype) that starts on a cache line, so no line is written by two
+    parts. [0, D] (one part) where no cut leaves every part some nonzeros."""
+    D = counts.shape[0]
+    step = layout.ALIGN // math.gcd(width * np.dtype(dtype).itemsize, layout.ALIGN)
+    before = np.r_[0, np.cumsum(counts)]  # before[j]: the nonzeros in columns 0..j-1
+    at = np.arange(step, D, step)          # where a cut may go
+    cuts = [0]
+    for k in range(1, parts):
+        if at.size:
+            c = int(at[np.argmin(np.abs(before[at] - before[-1] * k / parts))])
+            if c > cuts[-1]:
+                cuts.append(c)
+    splits = np.array(cuts + [D], np.int64)
+    return splits if (np.diff(before[splits]) > 0).all() else np.array([0, D], np.int64)
+
+
 class SparseRows:
-    """A checked CSR matrix in the kernels' form: indptr (N+1,) int64, indices (nnz,) int32,
-    data (nnz,) in the network's dtype; n_cols columns. batch() and take() give rows of it
-    as the kernels' Csr value (no copy of the matrix), with backward scratch if asked."""
+    """A checked CSR matrix in the kernels' form: indptr (N+1,) int64, indices (nnz,) int32
+    sorted within each row, data (nnz,) in the network's dtype; n_cols columns. batch() and
+    take() give rows of it as the kernels' Csr value (no copy of the matrix), with backward
+    scratch if asked."""
 
     def __init__(self, indptr, indices, data, n_cols):
         self.indptr, self.indices, self.data = indptr, indices, data
         self.shape = (indptr.shape[0] - 1, n_cols)
         self.dtype = data.dtype
-        self._work = None
-        self._no_work = TnWork(*(np.zeros(0, np.int64),) * 3, *(np.zeros(0, self.dtype),) * 2)  # forward passes
+        self._work, self._cap, self._splits, self._counts = None, 0, {}, None
+        none, nothing, whole = np.zeros(0, np.int64), np.zeros(0, self.dtype), np.array([0, n_cols], np.int64)
+        self._no_work = TnWork(whole, np.zeros((0, 0), np.int64), False, nothing, none, none, none, nothing, none,
+                               nothing)  # forward passes
 
     @property
     def nnz(self):
@@ -62,29 +98,65 @@ class SparseRows:
         cap = int(self.indptr[stop] - self.indptr[start]) if width else 0
         return self.take(np.arange(start, stop, dtype=np.int64), cap, (stop - start, width))
 
-    def take(self, rows, cap=0, dz_shape=(0, 0)):
+    def take(self, rows, cap=0, dz_shape=(0, 0), splits=None):
         """The Csr of these rows ((n,) int64, each in range) with weight-gradient scratch for
         batches of up to `cap` nonzeros and a dz of up to dz_shape (rows, outputs); cap 0:
-        a forward pass only."""
-        return Csr(self.indptr, self.indices, self.data, rows, self.work(cap, dz_shape))
+        a forward pass only. splits: the parts (kernels/sparse.py), else as splits() says."""
+        return Csr(self.indptr, self.indices, self.data, rows, self.work(cap, dz_shape, splits))
 
     def max_batch_nnz(self, batch_size):
         """The most nonzeros any batch_size rows hold together."""
         lengths = np.diff(self.indptr)
         return int(np.sort(lengths)[-batch_size:].sum())
 
-    def work(self, cap, dz_shape=(0, 0)):
-        """sparse_tn_update's scratch (kernels/sparse.py) for up to cap nonzeros and dz_shape,
-        kept and grown as needed; its count array is all zeros between kernel calls."""
+    def column_counts(self):
+        """(D,) int64: the nonzeros in each column."""
+        if self._counts is None:
+            self._counts = np.bincount(self.indices[self.indptr[0]:self.indptr[-1]], minlength=self.shape[1])
+        return self._counts
+
+    def cuts(self, splits):
+        """(T-1, N) int64 for parts splits (T+1,): cuts[t-1, r], the first position in row r
+        (into indices and data) whose column is at least splits[t]."""
+        starts, lengths = self.indptr[:-1], np.diff(self.indptr)
+        out = np.empty((splits.shape[0] - 2, self.shape[0]), np.int64)
+        for k, j in enumerate(splits[1:-1]):
+            below = np.r_[0, np.cumsum(self.indices < j)]  # over the whole array: indptr is absolute
+            out[k] = starts + below[starts + lengths] - below[starts]
+        return out
+
+    def splits(self, batch_size, width):
+        """The parts a first layer of `width` outputs runs in for batches of batch_size rows:
+        PARTS of them where a mean batch's work reaches MIN_PART_WORK (see there), else one."""
+        blocks = -(-width // (4 * lanes(self.dtype)))
+        parts = PARTS if self.nnz * batch_size * blocks >= MIN_PART_WORK * max(self.shape[0], 1) else 1
+        key = (parts, width)
+        if key not in self._splits:
+            self._splits[key] = column_splits(self.column_counts(), width, self.dtype, parts)
+        return self._splits[key]
+
+    def work(self, cap, dz_shape=(0, 0), splits=None):
+        """The kernels' TnWork (kernels/sparse.py) for batches of up to cap nonzeros and
+        dz_shape, in parts `splits` (default: splits()); kept and grown as needed, its count
+        array all zeros between kernel calls. cap 0: a forward pass's, without scratch."""
         if cap == 0:
             return self._no_work
-        size = dz_shape[0] * padded_width(dz_shape[1], self.dtype)
+        N, M = dz_shape
+        splits = self.splits(N, M) if splits is None else np.asarray(splits, np.int64)
+        size, parts = N * padded_width(M, self.dtype), (splits.shape[0] - 2) * N * M
         w = self._work
-        if w is None or w.ti.shape[0] < cap or w.dz.shape[0] < size:
-            n, cap = self.shape[1], max(cap, 0 if w is None else w.ti.shape[0])
-            size = max(size, 0 if w is None else w.dz.shape[0])
-            self._work = TnWork(np.zeros(n, np.int64), np.empty(n, np.int64), np.empty(cap, np.int64),
-                                np.empty(cap, self.dtype), layout.zeros(size, self.dtype))
+        if w is not None and np.array_equal(w.splits, splits):
+            if cap <= self._cap and size <= w.dz.shape[0] and parts <= w.parts.shape[0]:
+                return w
+            cap, size, parts = max(cap, self._cap), max(size, w.dz.shape[0]), max(parts, w.parts.shape[0])
+        # part t's room in ti/tv: its nonzeros in a batch, at most cap and at most the set's
+        before = np.r_[0, np.cumsum(self.column_counts())]
+        starts = np.r_[0, np.cumsum(np.minimum(np.diff(before[splits]), cap))].astype(np.int64)
+        D = self.shape[1]
+        self._work = TnWork(splits, self.cuts(splits), False, layout.zeros(parts, self.dtype), np.zeros(D, np.int64),
+                            np.empty(D, np.int64), np.empty(starts[-1], np.int64), np.empty(starts[-1], self.dtype),
+                            starts, layout.zeros(size, self.dtype))
+        self._cap = cap
         return self._work
 
     def tocsr(self):

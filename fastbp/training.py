@@ -23,6 +23,7 @@ from fastbp.kernels.codes import DEFAULT_LR, MOMENTUM_OPTIMIZERS, OPTIMIZER_HYPE
 from fastbp.kernels.train import Optim
 from fastbp.network import Network
 from fastbp.schedules import MIN_ADAPTIVE_LR, replay, schedule
+from fastbp.sparse import SparseRows
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or Inf; the step and the last good state are in the message."""
@@ -146,7 +147,7 @@ def fit(net, x, t, *, iters=None, epochs=None, batch_size=100, lr=None, optimize
         raise ValueError(f"the run is already at step {state.step}; a length of {total} steps "
                          f"would move it backwards")
     if net.device == "cpu":
-        ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress))
+        ensure_compiled(net.dtype, announce=verbose or _bar_wanted(progress), sparse=isinstance(x, SparseRows))
     run = Run(x, t, sets, batch_size, optim, sched, total, per_epoch, bool(train_accuracy))
     if comm is None:
         return _loop(net, run, state, progress, verbose, on_epoch, should_stop, None)

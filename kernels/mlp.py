@@ -111,7 +111,8 @@ def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, 
     last, C = act_block(sizes, n, sizes.shape[0] - 2)
     acts = np.empty(last + n * C, params.dtype)
     none = np.zeros(0, np.int64)  # a forward pass needs no scratch
-    work = TnWork(none, none, none, params[:0], params[:0])
+    work = TnWork(none, np.zeros((0, 0), np.int64), False, params[:0], none, none, none, params[:0], none,
+                  params[:0])
     mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], work), act)
     return acts
 

@@ -1,25 +1,33 @@
 """The first layer on sparse input: only the nonzeros are read, multiplied and written.
 
-Sizes: N batch, D inputs, M outputs. A batch of sparse rows is a Csr value:
+Sizes: N batch, D inputs, M outputs, T parts. A batch of sparse rows is a Csr value:
 indptr (R+1,) int64, indices (nnz,) int32 and data (nnz,) float are R rows of a
-CSR matrix with D columns (any order, no duplicates); rows (N,) int64 picks them:
-batch row i is CSR row rows[i], so a minibatch is a list of rows, not a copy.
-work is a TnWork, the backward's scratch: count (D,) int64 zeros, cols (D,) int64,
-ti (cap,) int64 and tv (cap,) float, cap at least the batch's nonzeros, and dz
-(N * Mp,) float starting on a cache line, Mp = M rounded up to whole vectors
-(shorter: dz is read where it lies; see _aligned_rows).
+CSR matrix with D columns (no duplicates, each row's columns in increasing order);
+rows (N,) int64 picks them: batch row i is CSR row rows[i], so a minibatch is a
+list of rows, not a copy. work is a TnWork (below): the parts and the scratch.
 W (D, M), b (M,), out (N, M), dz (N, M), C (D, M).
 
-Forward:  out = act(x·W + b). Per row, a block of 4 vectors of output columns
-          lives in registers (simd.py) while the row's nonzeros stream past: one
-          fused multiply-add per nonzero per vector. Two sets of accumulators take
-          alternate nonzeros, so two FMA chains overlap. Row i + 2's nonzeros are
-          prefetched while row i is worked on.
-Backward: C = beta·C + alpha·xᵀ·dz. The batch is grouped by column (in O(nnz)),
-          dz copied to rows that start on cache lines unless its rows already do,
-          then each row j of C that a nonzero names is read once, gets
-          alpha·Σ_i x[i, j]·dz[i, :] added, and is written once; no other row is touched;
-          beta != 1 (weight decay, or 0 for a fresh gradient) is one pass over C.
+Parts: the columns of x (the rows of W) are cut into T ranges, splits (T+1,) int64
+from 0 to D, each range holding about as many of the data set's nonzeros
+(fastbp/sparse.py picks them). Part t reads and writes only rows splits[t] to
+splits[t+1] - 1 of W, so with work.threaded the parts run on numba's threads at
+once, each core keeping its own rows of W in its own cache; otherwise in turn on
+the calling thread. Every sum runs in the same order either way: the results do
+not depend on the threads. With one part (splits [0, D]) a row is one part.
+
+Forward:  out = act(x·W + b). Per row and part, a block of 4 vectors of output
+          columns lives in registers (simd.py) while the part's nonzeros stream
+          past: one fused multiply-add per nonzero per vector. Two sets of
+          accumulators take alternate nonzeros, so two FMA chains overlap. Row
+          i + 2's nonzeros are prefetched while row i is worked on. Part 0 sums
+          into out from b, part t > 0 into its block of work.parts; then
+          out = act(out + parts[0] + ...), in part order.
+Backward: C = beta·C + alpha·xᵀ·dz. Each part groups its nonzeros of the batch by
+          column (in O(nnz)), dz copied first to rows that start on cache lines
+          unless its rows already do; then each row j of C that a nonzero names is
+          read once, gets alpha·Σ_i x[i, j]·dz[i, :] added, and is written once; no
+          other row is touched; beta != 1 (weight decay, or 0 for a fresh gradient)
+          is one pass over the part's rows of C.
           alpha = 1, beta = 0: dW = xᵀ·dz. alpha = -lr, beta = 1 - lr·wd: SGD on W.
 The sums run in another order than BLAS's: results agree with the dense
 kernels to float rounding. reference.py's dense products are the referee.
@@ -27,11 +35,20 @@ kernels to float rounding. reference.py's dense products are the referee.
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, types
+from numba import njit, prange, types
+from numba.np.ufunc.parallel import _launch_threads
 
 from .affine import _act
+from .codes import IDENTITY
 from .config import CACHE, FASTMATH
 from .simd import VECTOR_BYTES, lanes, prefetch, vadd, vfma, vload, vstore, vzero
+
+# The threaded parts are parallel functions called from compiled functions that are not.
+# numba starts its threads, and registers the symbols parallel code calls, when it compiles
+# or loads a parallel function, but a function that only calls one can reach that code
+# first when it comes from the cache (numba issue 8578; seen here as "LLVM ERROR: Symbol not
+# found: allocate_sched" in a fresh process). Started at import, they are always there.
+_launch_threads()
 
 Csr = namedtuple("Csr", "indptr indices data rows work")
 
@@ -41,7 +58,16 @@ def is_csr(x):
     return isinstance(x, types.BaseNamedTuple)
 
 
-TnWork = namedtuple("TnWork", "count cols ti tv dz")  # sparse_tn_update's scratch; see above
+# A Csr's work: splits (T+1,) int64 and threaded (bool), the parts and whether they run on
+# threads; cuts (T-1, R) int64, where each row's part t >= 1 begins: the first position in
+# CSR row r whose column is at least splits[t]; parts ((T-1)·N·M,) float, the forward's
+# sums of parts 1..T-1. The backward's
+# scratch: count (D,) int64 zeros, cols (D,) int64 (part t uses cols[splits[t]:splits[t+1]]),
+# ti and tv (cap,) int64 and float, part t's grouped nonzeros in ti/tv[starts[t]:starts[t+1]]
+# (starts (T+1,) int64; each part's room at least its nonzeros in a batch), and dz (N·Mp,)
+# float starting on a cache line, Mp = M rounded up to whole vectors (shorter: dz is read
+# where it lies; see _aligned_rows). A forward pass needs none of the scratch.
+TnWork = namedtuple("TnWork", "splits cuts threaded parts count cols ti tv starts dz")
 
 
 def padded_width(M, dtype):
@@ -66,16 +92,26 @@ def _counts(M, c0, L):
 
 
 @njit(inline="always")
-def _row_forward(out, i, indptr, indices, data, rows, W, b, act):
-    # out[i, :] = act(x[rows[i], :]·W + b)
+def _span(indptr, cuts, rows, i, t):
+    # [lo, hi): the positions of batch row i's nonzeros in part t's columns (all of the
+    # row's with one part)
+    r = U(rows[i])
+    lo = U(indptr[r]) if t == 0 else U(cuts[t - 1, r])
+    hi = U(indptr[r + U1]) if t >= cuts.shape[0] else U(cuts[t, r])
+    return lo, hi
+
+
+@njit(inline="always")
+def _row_sum(out, i, p0, p1, indices, data, W, b, bias):
+    # out[i, :] = (b if bias else 0) + Σ over positions p in [p0, p1) of data[p]·W[indices[p], :]
     M = out.shape[1]
     L = lanes(out)
-    r = U(rows[i])
-    p0, p1 = U(indptr[r]), U(indptr[r + U1])
     for c0 in range(0, M, 4 * L):
         n0, n1, n2, n3 = _counts(M, c0, L)
-        a0, a1 = vload(b, c0, n0), vload(b, c0 + L, n1)
-        a2, a3 = vload(b, c0 + 2 * L, n2), vload(b, c0 + 3 * L, n3)
+        a0, a1, a2, a3 = vzero(out), vzero(out), vzero(out), vzero(out)
+        if bias:
+            a0, a1 = vload(b, c0, n0), vload(b, c0 + L, n1)
+            a2, a3 = vload(b, c0 + 2 * L, n2), vload(b, c0 + 3 * L, n3)
         e0, e1, e2, e3 = vzero(out), vzero(out), vzero(out), vzero(out)
         p = p0
         while p + U1 < p1:
@@ -95,63 +131,110 @@ def _row_forward(out, i, indptr, indices, data, rows, W, b, act):
         vstore(out, o + L, vadd(a1, e1), n1)
         vstore(out, o + 2 * L, vadd(a2, e2), n2)
         vstore(out, o + 3 * L, vadd(a3, e3), n3)
-    for c in range(M):
-        out[i, c] = _act(out[i, c], act)
 
 
 AHEAD = 2  # the forward asks for row i + AHEAD's nonzeros while it works on row i
 
 
 @njit(inline="always")
-def _prefetch_row(x, i):
+def _prefetch_row(indptr, indices, data, rows, i):
     # batch row i's indices and data, one request per cache line: a minibatch's rows lie
     # anywhere in the data set, and each starts with a miss the hardware cannot foresee
-    r = U(x.rows[i])
-    p0, p1 = x.indptr[r], x.indptr[r + U1]
-    for p in range(p0, p1 + lanes(x.indices), lanes(x.indices)):  # a vector's bytes: a cache line
-        prefetch(x.indices, p)
-    for p in range(p0, p1 + lanes(x.data), lanes(x.data)):
-        prefetch(x.data, p)
+    r = U(rows[i])
+    p0, p1 = indptr[r], indptr[r + U1]
+    for p in range(p0, p1 + lanes(indices), lanes(indices)):  # a vector's bytes: a cache line
+        prefetch(indices, p)
+    for p in range(p0, p1 + lanes(data), lanes(data)):
+        prefetch(data, p)
+
+
+@njit(inline="always")
+def _part_out(out, parts, t):
+    # where part t's sums go: out for part 0, its block of parts for t > 0
+    N, M = out.shape
+    return out if t == 0 else parts[(t - 1) * N * M:t * N * M].reshape((N, M))
+
+
+@njit(inline="always")
+def _combine_row(out, parts, T, act, i):
+    # out[i] = act(out[i] + the T - 1 parts' row i), a vector at a time
+    N, M = out.shape
+    L = lanes(out)
+    if T > 1:
+        for c0 in range(0, M, L):
+            n = min(M - c0, L)
+            v = vload(out, i * M + c0, n)
+            for k in range(T - 1):
+                v = vadd(v, vload(parts, (k * N + i) * M + c0, n))
+            vstore(out, i * M + c0, v, n)
+    if act != IDENTITY:
+        for c in range(M):
+            out[i, c] = _act(out[i, c], act)
+
+
+@njit(inline="always")
+def _forward_part(out, parts, indptr, indices, data, rows, W, b, cuts, t):
+    # part t's sums of every row (the bias in part 0's), without the act
+    N = out.shape[0]
+    dst = _part_out(out, parts, t)
+    for i in range(min(AHEAD, N)):
+        _prefetch_row(indptr, indices, data, rows, i)
+    for i in range(N):
+        if i + AHEAD < N:
+            _prefetch_row(indptr, indices, data, rows, i + AHEAD)
+        lo, hi = _span(indptr, cuts, rows, i, t)
+        _row_sum(dst, i, lo, hi, indices, data, W, b, t == 0)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+def _forward_threads(out, parts, indptr, indices, data, rows, W, b, cuts):
+    # the parts at once, one per thread (a parallel loop takes arrays, not tuples)
+    for t in prange(cuts.shape[0] + 1):
+        _forward_part(out, parts, indptr, indices, data, rows, W, b, cuts, t)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def sparse_affine_forward(out, x, W, b, act):
-    # out (N, M) = act(x·W + b), x a Csr batch of N rows, on the calling thread (whole-set
-    # passes give each of numba's threads blocks of rows: mlp.py, mlp_logits_blocks)
-    N = x.rows.shape[0]
-    for i in range(min(AHEAD, N)):
-        _prefetch_row(x, i)
-    for i in range(N):
-        if i + AHEAD < N:
-            _prefetch_row(x, i + AHEAD)
-        _row_forward(out, i, x.indptr, x.indices, x.data, x.rows, W, b, act)
+    # out (N, M) = act(x·W + b), x a Csr batch of N rows (whole-set passes give each of
+    # numba's threads blocks of rows instead: mlp.py, mlp_logits_blocks). Without threads
+    # the parts one after another, each over every row (row by row, a row's parts one after
+    # another, took 37 us for the MNIST batch against 31: each part's rows of W stay nearer).
+    w = x.work
+    T = w.cuts.shape[0] + 1
+    if T > 1 and w.threaded:
+        _forward_threads(out, w.parts, x.indptr, x.indices, x.data, x.rows, W, b, w.cuts)
+    else:
+        for t in range(T):
+            _forward_part(out, w.parts, x.indptr, x.indices, x.data, x.rows, W, b, w.cuts, t)
+    for i in range(out.shape[0]):
+        _combine_row(out, w.parts, T, act, i)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
-def sparse_tn_update(C, x, dz, alpha, beta):
-    # C (D, M) = beta·C + alpha·xᵀ·dz, x a Csr batch of N rows, dz (N, M).
-    # Column by column of x (the batch transposed first, into x.work): each row of C that
-    # the batch names is loaded once, gets all its nonzeros' dz rows (dz stays in L1) and
-    # is stored once. Row by row instead, a row of C is read and written once per nonzero,
-    # and the dirty lines go back and forth to L2 (measured 1.6x slower on MNIST batches).
+@njit(inline="always")
+def _tn_part(C, d, M, indptr, indices, data, rows, count, cols, ti, tv, j0, j1, cuts, t, alpha, beta):
+    # rows j0..j1-1 of C = beta·C + alpha·xᵀ·dz over them, the batch's nonzeros in those
+    # columns being part t of each row by cuts (all of it with no cuts); d: dz's rows
+    # (N, >= M) as _aligned_rows gives them; cols, ti, tv: this part's scratch.
+    # Column by column of x (the part of the batch transposed first): each row of C that
+    # the batch names is loaded once, gets all its nonzeros' dz rows (dz stays in L1) and is
+    # stored once. Row by row instead, a row of C is read and written once per nonzero, and
+    # the dirty lines go back and forth to L2 (measured 1.6x slower on MNIST batches).
+    # Every row of C gets the same operations in the same order whichever part holds it.
     if beta == 0:
-        C[...] = 0
+        C[j0:j1] = 0
     elif beta != 1:
-        for j in range(C.shape[0]):
-            for c in range(C.shape[1]):
+        for j in range(j0, j1):
+            for c in range(M):
                 C[j, c] *= beta
-    count, cols, ti, tv, scratch = x.work
-    d = _aligned_rows(dz, scratch)
-    nc = _transpose(count, cols, ti, tv, x, d.shape[1])
-    M = dz.shape[1]
-    L = lanes(dz)
+    nc = _transpose(count, cols, ti, tv, indptr, indices, data, rows, cuts, t, d.shape[1])
+    L = lanes(d)
     s = 0
     for k in range(nc):
         j = cols[k]
         e = count[j]
         for c0 in range(0, M, 4 * L):
             n0, n1, n2, n3 = _counts(M, c0, L)
-            a0, a1, a2, a3 = vzero(dz), vzero(dz), vzero(dz), vzero(dz)
+            a0, a1, a2, a3 = vzero(d), vzero(d), vzero(d), vzero(d)
             for q in range(U(s), U(e)):
                 v, o = tv[q], ti[q] + c0
                 a0, a1 = vfma(v, vload(d, o, n0), a0), vfma(v, vload(d, o + L, n1), a1)
@@ -163,6 +246,30 @@ def sparse_tn_update(C, x, dz, alpha, beta):
             vstore(C, r + 3 * L, vfma(alpha, a3, vload(C, r + 3 * L, n3)), n3)
         count[j] = 0  # count is all zeros between calls
         s = e
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+def _tn_threads(C, d, M, indptr, indices, data, rows, count, cols, ti, tv, starts, splits, cuts, alpha, beta):
+    # the parts at once, one per thread: each writes only its rows of C and of count, and its
+    # own shares of cols, ti and tv
+    for t in prange(splits.shape[0] - 1):
+        j0, j1, q0, q1 = splits[t], splits[t + 1], starts[t], starts[t + 1]
+        _tn_part(C, d, M, indptr, indices, data, rows, count, cols[j0:j1], ti[q0:q1], tv[q0:q1], j0, j1, cuts, t,
+                 alpha, beta)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def sparse_tn_update(C, x, dz, alpha, beta):
+    # C (D, M) = beta·C + alpha·xᵀ·dz, x a Csr batch of N rows with backward scratch, dz (N, M).
+    # Without threads, all parts at once: each row of C gets what its part would give it.
+    w = x.work
+    d = _aligned_rows(dz, w.dz)
+    if w.splits.shape[0] > 2 and w.threaded:
+        _tn_threads(C, d, dz.shape[1], x.indptr, x.indices, x.data, x.rows, w.count, w.cols, w.ti, w.tv,
+                    w.starts, w.splits, w.cuts, alpha, beta)
+    else:
+        _tn_part(C, d, dz.shape[1], x.indptr, x.indices, x.data, x.rows, w.count, w.cols, w.ti, w.tv,
+                 0, C.shape[0], w.cuts[:0], 0, alpha, beta)
 
 
 @njit(inline="always")
@@ -185,17 +292,18 @@ def _aligned_rows(dz, scratch):
 
 
 @njit(inline="always")
-def _transpose(count, cols, ti, tv, x, stride):
-    # The batch's nonzeros grouped by column in O(nnz) (no pass over all D columns):
-    # cols[:nc] are the columns that occur, in order of first occurrence; column cols[k]'s
-    # nonzeros are ti/tv[count[cols[k-1]] : count[cols[k]]] (batch row times stride, value;
-    # count[cols[-1]] read as 0), in batch-row order. count (D,) must be all zeros on entry.
-    # Returns nc.
+def _transpose(count, cols, ti, tv, indptr, indices, data, rows, cuts, t, stride):
+    # Part t's nonzeros of the batch grouped by column in O(nnz) (no pass over all D
+    # columns): cols[:nc] are the columns that occur, in order of first occurrence; column
+    # cols[k]'s nonzeros are ti/tv[count[cols[k-1]] : count[cols[k]]] (batch row times
+    # stride, value; count[cols[-1]] read as 0), in batch-row order. count must be all
+    # zeros on entry in part t's columns. Returns nc.
     nc = 0
-    for i in range(x.rows.shape[0]):
-        r = U(x.rows[i])
-        for p in range(U(x.indptr[r]), U(x.indptr[r + U1])):
-            j = U(x.indices[p])
+    N = rows.shape[0]
+    for i in range(N):
+        lo, hi = _span(indptr, cuts, rows, i, t)
+        for p in range(lo, hi):
+            j = U(indices[p])
             c = count[j]
             if c == 0:
                 cols[nc] = j
@@ -207,14 +315,14 @@ def _transpose(count, cols, ti, tv, x, stride):
         c = count[j]
         count[j] = pos
         pos += c
-    for i in range(x.rows.shape[0]):  # scatter; count[j] moves on to the end of j's range
-        r = U(x.rows[i])
+    for i in range(N):  # scatter; count[j] moves on to the end of j's range
+        lo, hi = _span(indptr, cuts, rows, i, t)
         o = i * stride
-        for p in range(U(x.indptr[r]), U(x.indptr[r + U1])):
-            j = U(x.indices[p])
+        for p in range(lo, hi):
+            j = U(indices[p])
             q = count[j]
             ti[U(q)] = o
-            tv[U(q)] = x.data[p]
+            tv[U(q)] = data[p]
             count[j] = q + 1
     return nc
 

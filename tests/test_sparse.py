@@ -13,9 +13,13 @@ import numba
 from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
+from fastbp.datasets import load_mnist
 from fastbp.kernels import layout, reference, simd
 from fastbp.kernels.sparse import padded_width, sparse_affine_forward, sparse_tn_update
-from fastbp.sparse import AUTO_DENSITY, SparseRows, as_sparse_rows
+from fastbp.sparse import AUTO_DENSITY, PARTS, SparseRows, as_sparse_rows, column_splits
+
+MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
+needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason="needs ../shared/data/mnist")
 
 DENSITIES = [0.0, 0.005, 0.05, 0.2, 0.5, 1.0]
 # (N, D, M): batch 1, width 1, one input, widths around the 16/64-lane vector blocks, MNIST
@@ -132,6 +136,157 @@ def test_weight_update_with_dz_on_or_off_cache_lines(rng, dtype, M, skip, room):
         np.testing.assert_array_equal(csr.work.dz.reshape(23, Mp)[:, :M], dz)
     else:
         assert np.isnan(csr.work.dz).all()
+
+
+# -- parts: the first layer's columns cut into ranges of W's rows, on threads or in turn
+def _threaded(csr, on):
+    return csr._replace(work=csr.work._replace(threaded=on))
+
+
+# (N, D, M, splits): one part, a cut at every place including width 1 and batch 1, empty
+# parts, more parts than threads, the MNIST shape cut where its nonzeros halve
+PARTED = [(1, 1, 1, [0, 1]), (1, 7, 3, [0, 3, 7]), (5, 7, 1, [0, 1, 2, 7]), (9, 40, 17, [0, 1, 20, 39, 40]),
+          (6, 30, 65, [0, 15, 15, 30]), (23, 64, 33, [0, 8, 16, 40, 56, 64]), (100, 784, 50, None)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.3, 1.0])
+@pytest.mark.parametrize("N,D,M,splits", PARTED)
+def test_parts_match_the_reference_on_threads_and_in_turn_alike(rng, dtype, density, N, D, M, splits):
+    x = sparse_matrix(rng, N, D, density, dtype)
+    x[0, :] = 0 if N > 1 else x[0, :]  # an empty row beside full ones
+    r = as_sparse_rows(sp.csr_matrix(x), D, dtype)
+    rows = rng.permutation(N).astype(np.int64)  # any order
+    csr = r.take(rows, r.max_batch_nnz(N), (N, M), splits)
+    if splits is None:  # MNIST-sized work: the default cut, where the nonzeros halve
+        assert csr.work.splits.shape[0] == PARTS + 1 or density == 0.0
+    W = (rng.standard_normal((D, M)) / np.sqrt(D)).astype(dtype)
+    b = rng.standard_normal(M).astype(dtype)
+    dz = rng.standard_normal((N, M)).astype(dtype)
+    whole = r.take(rows, r.max_batch_nnz(N), (N, M), [0, D])
+    for act in range(4):
+        got = []
+        for on in (False, True):
+            out = np.full((N, M), np.nan, dtype)
+            sparse_affine_forward(out, _threaded(csr, on), W, b, act)
+            assert_near(out, reference.affine_forward(x[rows], W, b, ("identity", "relu", "sigmoid", "tanh")[act]),
+                        dtype)
+            got.append(out)
+        np.testing.assert_array_equal(got[0], got[1])
+    for alpha, beta in ((1.0, 0.0), (-0.1, 1.0), (-0.1, 0.99)):
+        C0 = rng.standard_normal((D, M)).astype(dtype)
+        want = reference.gemm_tn_update(C0.astype(np.float64), x[rows].astype(np.float64), dz, alpha, beta)
+        got = []
+        for x_ in (_threaded(csr, False), _threaded(csr, True), whole):
+            C = C0.copy()
+            sparse_tn_update(C, x_, dz, alpha, beta)
+            assert_near(C, want.astype(dtype), dtype)
+            assert not x_.work.count.any()
+            got.append(C)
+        # a row of C gets the same operations whichever part holds it, and with no parts at all
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_array_equal(got[0], got[2])
+
+
+def test_cuts_are_where_each_rows_part_begins(rng):
+    x = sparse_matrix(rng, 50, 97, 0.3, np.float32)
+    r = as_sparse_rows(sp.csr_matrix(x), 97, np.float32)
+    splits = np.array([0, 10, 11, 60, 97], np.int64)
+    for rows in (r, r.part(7, 31)):  # a part's indptr holds positions into the whole arrays
+        cuts = rows.cuts(splits)
+        assert cuts.shape == (3, rows.shape[0])
+        for i in range(rows.shape[0]):
+            a, e = rows.indptr[i], rows.indptr[i + 1]
+            want = a + np.searchsorted(rows.indices[a:e], splits[1:-1])
+            np.testing.assert_array_equal(cuts[:, i], want)
+
+
+@pytest.mark.parametrize("dtype,width", [(np.float32, 50), (np.float32, 64), (np.float64, 50), (np.float32, 1),
+                                         (np.float64, 3)])
+@needs_mnist
+def test_the_cut_halves_the_nonzeros_on_a_cache_line(dtype, width):
+    (x, _), _ = load_mnist(root=MNIST, download=False)
+    r = as_sparse_rows(sp.csr_matrix(x[:3000]), 784, dtype)
+    counts = r.column_counts()
+    splits = column_splits(counts, width, dtype, 2)
+    assert splits[0] == 0 and splits[-1] == 784 and splits.shape == (3,)
+    cut = int(splits[1])
+    assert cut * width * np.dtype(dtype).itemsize % 64 == 0  # no line of W1 is written by both parts
+    step = 64 // np.gcd(width * np.dtype(dtype).itemsize, 64)
+    before = np.r_[0, np.cumsum(counts)]
+    # the best such cut: no other multiple of step leaves the halves nearer equal
+    others = np.arange(step, 784, step)
+    assert abs(before[cut] - before[-1] / 2) == np.abs(before[others] - before[-1] / 2).min()
+    assert 0.4 < before[cut] / before[-1] < 0.6
+
+
+def test_one_part_where_no_cut_gives_both_parts_work():
+    one = np.array([0, 40], np.int64)
+    np.testing.assert_array_equal(column_splits(np.r_[5, np.zeros(39, np.int64)], 16, np.float32, 2), one)
+    np.testing.assert_array_equal(column_splits(np.zeros(40, np.int64), 16, np.float32, 2), one)
+    np.testing.assert_array_equal(column_splits(np.ones(40, np.int64), 16, np.float32, 1), one)
+    # width 1 float32: a cut only every 16 rows, none inside 10 columns
+    np.testing.assert_array_equal(column_splits(np.ones(10, np.int64), 1, np.float32, 2), [0, 10])
+
+
+@needs_mnist
+def test_small_batches_take_one_part_and_mnist_batches_two():
+    (x, _), _ = load_mnist(root=MNIST, download=False)
+    r = as_sparse_rows(sp.csr_matrix(x[:2000]), 784, np.float32)
+    assert r.splits(100, 50).shape[0] == PARTS + 1  # ~15,000 nonzeros a batch
+    assert r.splits(100, 1).shape[0] == PARTS + 1   # as many nonzeros, each as dear at width 1
+    np.testing.assert_array_equal(r.splits(2, 50), [0, 784])  # ~300: threads would cost more
+    assert r.splits(2, 200).shape[0] == PARTS + 1   # ~300 four times over: 4 blocks of outputs
+
+
+def _sparse_fit(x, t, **kw):
+    net = fastbp.Network([x.shape[1], 40, 4], seed=0, sparse=True)
+    fastbp.fit(net, x, t, epochs=2, batch_size=50, lr=0.1, seed=0, progress=False, **kw)
+    return net.flat_params
+
+
+def test_fit_gives_the_same_numbers_on_threads_in_turn_and_in_a_forked_child(rng, monkeypatch):
+    import multiprocessing as mp
+    from fastbp import cpu
+    x = sp.csr_matrix(sparse_matrix(rng, 400, 300, 0.3, np.float32))
+    t = rng.integers(0, 4, 400)
+    seen, real = [], cpu.threads
+
+    def spy(xk):  # what each call of the compiled loop ran on
+        cm = real(xk)
+        return _Recorded(cm, seen)
+    monkeypatch.setattr(cpu, "threads", spy)
+    threaded = _sparse_fit(x, t)
+    assert seen and all(seen) == (numba.get_num_threads() > 1)
+    seen.clear()
+    with monkeypatch.context() as m:  # as a forked child runs it, in this process: the parts in turn
+        m.setattr(cpu, "_FORKED", [True])
+        in_turn = _sparse_fit(x, t)
+    assert seen and not any(seen)
+    np.testing.assert_array_equal(threaded, in_turn)
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=lambda: q.put(_sparse_fit(x, t)))
+    p.start()
+    child = q.get(timeout=300)
+    p.join(60)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(threaded, child)
+
+
+class _Recorded:
+    def __init__(self, cm, seen):
+        self.cm, self.seen = cm, seen
+
+    def __enter__(self):
+        x = self.cm.__enter__()
+        if x.work.splits.shape[0] > 2:  # not the one-part runs that compile the kernels first
+            self.seen.append(bool(x.work.threaded))
+        return x
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc)
 
 
 # -- Network and fit: sparse input against the same data dense
