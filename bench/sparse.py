@@ -84,15 +84,26 @@ def first_layer(x, rounds):
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
-    t = interleaved({
+    t = apart({
         "forward sparse": lambda: sparse_affine_forward(out, two, W, b, RELU),
         "forward sparse 1": lambda: sparse_affine_forward(out, one, W, b, RELU),
-        "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
         "dW1+SGD sparse": lambda: sparse_tn_update(W, two, dz, -1e-30, 1.0),
         "dW1+SGD sparse 1": lambda: sparse_tn_update(W, one, dz, -1e-30, 1.0),
+    }, {
+        "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
         "dW1+SGD dense": lambda: sgd_product(W, xb, dz),  # the same -1e-30 step
     }, rounds, 200)
     return t, int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
+
+
+def apart(numba_threads, blas_threads, rounds, calls):
+    """interleaved() over each group on its own, a pause between: numba's threads spin for a
+    while after each parallel region and OpenBLAS's after each threaded product, and
+    alternating the two kinds call by call made each take the other's cores (both ran up
+    to 2x slower than alone); a training run uses one kind, not both."""
+    t = interleaved(numba_threads, rounds, calls)
+    time.sleep(0.5)
+    return {**t, **interleaved(blas_threads, rounds, calls)}
 
 
 def epoch_first_layer(x, rounds, threads=(True, False)):
@@ -124,7 +135,7 @@ def epoch_first_layer(x, rounds, threads=(True, False)):
             affine_forward(out, xb, W, b, RELU)
             sgd_product(W, xb, dz)
     contenders = {("sparse" if on else "sparse 1"): (lambda on=on: sparse_epoch(on)) for on in threads}
-    t = interleaved({**contenders, "dense": dense_epoch}, rounds, 1)
+    t = apart(contenders, {"dense": dense_epoch}, rounds, 1)
     return {k: v / len(batches) for k, v in t.items()}
 
 

@@ -82,12 +82,15 @@ os.register_at_fork(after_in_child=lambda: _FORKED.append(True))
 
 
 @contextlib.contextmanager
-def threads(x):
+def threads(x, sizes, n):
     """x as given, or for a Csr in parts (kernels/sparse.py) with them on numba's threads
     when this thread may enter parallel code now (_PARALLEL free, not forked, more than one
-    thread); otherwise its parts run in turn. The numbers are the same either way."""
+    thread) and every later layer's product over n rows of a network of these widths keeps
+    BLAS on the calling thread (BLAS_ONE_THREAD: OpenBLAS's threads spinning after a larger
+    one and numba's after each part take each other's cores; at 784-256-128-10 and 200
+    rows a step ran 10x slower). Otherwise its parts run in turn: the same numbers."""
     if not isinstance(x, Csr) or x.work.splits.shape[0] <= 2 or _FORKED or numba.get_num_threads() < 2 \
-            or not _PARALLEL.acquire(blocking=False):
+            or n * _widest_later(sizes) > BLAS_ONE_THREAD or not _PARALLEL.acquire(blocking=False):
         yield x
         return
     try:
@@ -96,11 +99,15 @@ def threads(x):
         _PARALLEL.release()
 
 
+def _widest_later(sizes):
+    # the largest sizes[l] * sizes[l + 1] past the first layer: its products' BLAS size per row
+    return max((sizes[l] * sizes[l + 1] for l in range(1, len(sizes) - 1)), default=1)
+
+
 def parallel_block(sizes):
     """Rows per block of a threaded whole-set pass over sparse input to a network of these
     widths, or 0 where its later layers are too wide for one (cpu.py, BLAS_ONE_THREAD)."""
-    widest = max((sizes[l] * sizes[l + 1] for l in range(1, len(sizes) - 1)), default=1)
-    block = min(MAX_BLOCK, BLAS_ONE_THREAD // widest)
+    block = min(MAX_BLOCK, BLAS_ONE_THREAD // _widest_later(sizes))
     return block if block >= MIN_BLOCK else 0
 
 
@@ -189,7 +196,7 @@ class CpuBackend:
     def loss_grad(self, grads, x, t):
         acts, deltas = self.workspace(x.shape[0])
         m = self.model
-        with threads(whole(x, self.sizes[1])) as xk:
+        with threads(whole(x, self.sizes[1]), self.sizes, x.shape[0]) as xk:
             return mlp.mlp_loss_grad(grads, acts, deltas, self.params.flat, m.offsets, m.sizes, xk, self.wrap(t), m.act)
 
     def trainer(self, x, t, sets, batch_size, opt_state):
@@ -202,6 +209,7 @@ class CpuTrainer(Trainer):
 
     def __init__(self, backend, x, t, sets, batch_size, opt_state):
         self.backend, self.t, self.opt_state = backend, backend.wrap(t), opt_state
+        self.batch_size = batch_size
         if isinstance(x, SparseRows):  # the loop swaps each batch's rows into this Csr
             self.x, xb_rows = x.take(np.zeros(0, np.int64), x.max_batch_nnz(batch_size),
                                      (batch_size, backend.sizes[1])), 1
@@ -218,7 +226,7 @@ class CpuTrainer(Trainer):
         self.order = order
 
     def run(self, first, steps, optim, t0):
-        with threads(self.x) as x:
+        with threads(self.x, self.backend.sizes, self.batch_size) as x:
             ran = train_steps(self.backend.flat_params, self.opt_state, self.work, x, self.t, self.order,
                               first, steps, self.backend.model, optim, t0, self.losses)
         return ran, self.losses

@@ -252,9 +252,8 @@ def test_fit_gives_the_same_numbers_on_threads_in_turn_and_in_a_forked_child(rng
     t = rng.integers(0, 4, 400)
     seen, real = [], cpu.threads
 
-    def spy(xk):  # what each call of the compiled loop ran on
-        cm = real(xk)
-        return _Recorded(cm, seen)
+    def spy(xk, sizes, n):  # what each call of the compiled loop ran on
+        return _Recorded(real(xk, sizes, n), seen)
     monkeypatch.setattr(cpu, "threads", spy)
     threaded = _sparse_fit(x, t)
     assert seen and all(seen) == (numba.get_num_threads() > 1)
@@ -502,3 +501,16 @@ def test_non_numeric_sparse_input_is_a_type_error():
     m = sp.csr_matrix(np.ones((2, 5), dtype=np.complex128))
     with pytest.raises(TypeError, match="x must hold integers or floats"):
         fastbp.Network([5, 3, 2]).predict(m)
+
+
+def test_no_threads_where_blas_would_use_its_own():
+    # a later layer whose products over a batch wake OpenBLAS's threads: the parts in turn
+    from fastbp.cpu import threads
+    x = sparse_matrix(np.random.default_rng(0), 400, 300, 0.3, np.float32)
+    r = as_sparse_rows(sp.csr_matrix(x), 300, np.float32)
+    batch = r.take(np.arange(50, dtype=np.int64), r.max_batch_nnz(50), (50, 40))
+    assert batch.work.splits.shape[0] == PARTS + 1
+    with threads(batch, (300, 40, 4), 50) as xk:
+        assert xk.work.threaded == (numba.get_num_threads() > 1)
+    with threads(batch, (300, 40, 256, 128, 4), 50) as xk:  # 50 x 256 x 128 > BLAS_ONE_THREAD
+        assert not xk.work.threaded
