@@ -27,7 +27,8 @@ Backward: C = beta·C + alpha·xᵀ·dz. Each part groups its nonzeros of the ba
           unless its rows already do; then each row j of C that a nonzero names is
           read once, gets alpha·Σ_i x[i, j]·dz[i, :] added, and is written once; no
           other row is touched; beta != 1 (weight decay, or 0 for a fresh gradient)
-          is one pass over the part's rows of C.
+          is one pass over the part's rows of C. In turn, all parts are grouped at
+          once: each row of C gets the same operations in the same order.
           alpha = 1, beta = 0: dW = xᵀ·dz. alpha = -lr, beta = 1 - lr·wd: SGD on W.
 The sums run in another order than BLAS's: results agree with the dense
 kernels to float rounding. reference.py's dense products are the referee.
@@ -61,12 +62,12 @@ def is_csr(x):
 # A Csr's work: splits (T+1,) int64 and threaded (bool), the parts and whether they run on
 # threads; cuts (T-1, R) int64, where each row's part t >= 1 begins: the first position in
 # CSR row r whose column is at least splits[t]; parts ((T-1)·N·M,) float, the forward's
-# sums of parts 1..T-1. The backward's
-# scratch: count (D,) int64 zeros, cols (D,) int64 (part t uses cols[splits[t]:splits[t+1]]),
-# ti and tv (cap,) int64 and float, part t's grouped nonzeros in ti/tv[starts[t]:starts[t+1]]
-# (starts (T+1,) int64; each part's room at least its nonzeros in a batch), and dz (N·Mp,)
-# float starting on a cache line, Mp = M rounded up to whole vectors (shorter: dz is read
-# where it lies; see _aligned_rows). A forward pass needs none of the scratch.
+# sums of parts 1..T-1. The backward's scratch: count (D,) int64 zeros, cols (D,) int64
+# (part t uses cols[splits[t]:splits[t+1]]), ti and tv (cap,) int64 and float, part t's
+# grouped nonzeros in ti/tv[starts[t]:starts[t+1]] (starts (T+1,) int64; each part's room
+# at least its nonzeros in a batch), and dz (N·Mp,) float starting on a cache line,
+# Mp = M rounded up to whole vectors (shorter: dz is read where it lies; see
+# _aligned_rows). A forward pass needs none of the scratch.
 TnWork = namedtuple("TnWork", "splits cuts threaded parts count cols ti tv starts dz")
 
 
