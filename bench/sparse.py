@@ -40,7 +40,7 @@ from fastbp.kernels.affine import affine_forward
 from fastbp.kernels import layout
 from fastbp.kernels.codes import RELU
 from fastbp.kernels.train import gather_rows
-from fastbp.kernels.sparse import sparse_affine_forward, sparse_tn_update
+from fastbp.kernels.sparse import on_threads, sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import as_sparse_rows
 
 from bench import numpy_baseline
@@ -67,11 +67,6 @@ def interleaved(contenders, rounds, calls):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def _on_threads(batch, on):
-    """batch (a Csr in parts) with its parts on numba's threads (on) or in turn on one."""
-    return batch._replace(work=batch.work._replace(threaded=on))
-
-
 def first_layer(x, rounds):
     """Forward and dW1+SGD on a 100-row batch of x (N, 784) float32, the sparse kernels in
     their two parts on two threads and in turn on one: ({name: us}, batch nonzeros)."""
@@ -79,7 +74,7 @@ def first_layer(x, rounds):
     rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
     batch, xb = xs.take(rows, xs.max_batch_nnz(100), (100, 50)), np.ascontiguousarray(x[rows])
-    one, two = _on_threads(batch, False), _on_threads(batch, True)
+    one, two = on_threads(batch, False), on_threads(batch, True)
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
@@ -117,7 +112,7 @@ def epoch_first_layer(x, rounds, threads=(True, False)):
     batches = [order[k:k + 100] for k in range(0, x.shape[0] - 99, 100)]
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
     cap = xs.max_batch_nnz(100)
-    sparse_batches = {on: [_on_threads(xs.take(rows, cap, (100, 50)), on) for rows in batches] for on in threads}
+    sparse_batches = {on: [on_threads(xs.take(rows, cap, (100, 50)), on) for rows in batches] for on in threads}
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)

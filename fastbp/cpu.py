@@ -14,7 +14,7 @@ from fastbp.checks import check_params, class_ids
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
 from fastbp.kernels.optimizers import optimizer_step
-from fastbp.kernels.sparse import Csr
+from fastbp.kernels.sparse import Csr, on_threads
 from fastbp.kernels.train import Model, Work, train_steps, weighted_gradient
 from fastbp.sparse import SparseRows
 
@@ -94,7 +94,7 @@ def threads(x, sizes, n):
         yield x
         return
     try:
-        yield x._replace(work=x.work._replace(threaded=True))
+        yield on_threads(x, True)
     finally:
         _PARALLEL.release()
 

@@ -54,6 +54,11 @@ _launch_threads()
 Csr = namedtuple("Csr", "indptr indices data rows work")
 
 
+def on_threads(x, on):
+    """Csr x with its parts on numba's threads (on) or in turn on the calling thread."""
+    return x._replace(work=x.work._replace(threaded=on))
+
+
 def is_csr(x):
     """At compile time (in an overload): is the numba type x a Csr batch (else a dense array)?"""
     return isinstance(x, types.BaseNamedTuple)

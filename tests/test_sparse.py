@@ -15,7 +15,7 @@ from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
 from fastbp.datasets import load_mnist
 from fastbp.kernels import layout, reference, simd
-from fastbp.kernels.sparse import padded_width, sparse_affine_forward, sparse_tn_update
+from fastbp.kernels.sparse import on_threads, padded_width, sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import AUTO_DENSITY, PARTS, SparseRows, as_sparse_rows, column_splits
 
 MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
@@ -139,10 +139,6 @@ def test_weight_update_with_dz_on_or_off_cache_lines(rng, dtype, M, skip, room):
 
 
 # -- parts: the first layer's columns cut into ranges of W's rows, on threads or in turn
-def _threaded(csr, on):
-    return csr._replace(work=csr.work._replace(threaded=on))
-
-
 # (N, D, M, splits): one part, a cut at every place including width 1 and batch 1, empty
 # parts, more parts than threads, the MNIST shape cut where its nonzeros halve
 PARTED = [(1, 1, 1, [0, 1]), (1, 7, 3, [0, 3, 7]), (5, 7, 1, [0, 1, 2, 7]), (9, 40, 17, [0, 1, 20, 39, 40]),
@@ -168,7 +164,7 @@ def test_parts_match_the_reference_on_threads_and_in_turn_alike(rng, dtype, dens
         got = []
         for on in (False, True):
             out = np.full((N, M), np.nan, dtype)
-            sparse_affine_forward(out, _threaded(csr, on), W, b, act)
+            sparse_affine_forward(out, on_threads(csr, on), W, b, act)
             assert_near(out, reference.affine_forward(x[rows], W, b, ("identity", "relu", "sigmoid", "tanh")[act]),
                         dtype)
             got.append(out)
@@ -177,7 +173,7 @@ def test_parts_match_the_reference_on_threads_and_in_turn_alike(rng, dtype, dens
         C0 = rng.standard_normal((D, M)).astype(dtype)
         want = reference.gemm_tn_update(C0.astype(np.float64), x[rows].astype(np.float64), dz, alpha, beta)
         got = []
-        for x_ in (_threaded(csr, False), _threaded(csr, True), whole):
+        for x_ in (on_threads(csr, False), on_threads(csr, True), whole):
             C = C0.copy()
             sparse_tn_update(C, x_, dz, alpha, beta)
             assert_near(C, want.astype(dtype), dtype)
