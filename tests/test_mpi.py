@@ -4,6 +4,7 @@ batches, errors on one rank, a killed rank, signals, a resume on another number 
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -17,11 +18,15 @@ from mpi_data import case_data, fit_keywords
 
 pytest.importorskip("mpi4py.MPI", reason="MPI tests need fastbp[mpi] (mpi4py and the mpich wheel)")
 HERE = Path(__file__).resolve().parent
-MPIEXEC = Path(sys.executable).parent / "mpiexec"  # fastbp[mpi] installs it beside python
+# fastbp[mpi] installs mpich's mpiexec beside python; an mpi4py built against a system MPI
+# (as on GPU machines) comes with that MPI's mpiexec on the PATH instead
+MPIEXEC = Path(sys.executable).parent / "mpiexec"
+if not MPIEXEC.exists() and shutil.which("mpiexec"):
+    MPIEXEC = Path(shutil.which("mpiexec"))
 
 
 def mpiexec(n, *args, timeout=300, env=None, cwd=HERE, check=True):
-    assert MPIEXEC.exists(), "fastbp[mpi] is installed but its mpiexec is not beside python"
+    assert MPIEXEC.exists(), "fastbp[mpi] is installed but no mpiexec is beside python or on the PATH"
     res = subprocess.run([str(MPIEXEC), "-n", str(n), *map(str, args)], capture_output=True, text=True,
                          timeout=timeout, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
     if check:

@@ -15,3 +15,12 @@ compiled eagerly with an explicit signature, so a launch only checks types.
     gather.py         the minibatch gather
     mlp.py            DeviceMLP: buffers and the launch plan of a whole network
 """
+import numpy as _np
+
+# numba-cuda (0.30, in maintenance) registers an overload for np.row_stack when its typing
+# loads at the first compile; NumPy 2.5 removed that alias of np.vstack, so on NumPy >= 2.5
+# every kernel compile fails with "module 'numpy' has no attribute 'row_stack'"
+# (NVIDIA/numba-cuda issue 907, closed without a fix). Putting the alias back is all it takes.
+if not hasattr(_np, "row_stack"):
+    _np.row_stack = _np.vstack
+

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import cuda
 
-from cudatest import needs_device, near
+from cudatest import LOSS_RTOL, needs_device, near
 from fastbp.kernels import optimizers as cpu_opt
 from fastbp.kernels import logistic_loss as cpu_logistic
 from fastbp.kernels import mse_loss as cpu_mse
@@ -40,10 +40,10 @@ def test_softmax_ce_matches_cpu(N, C, dtype, rng):
     want_loss = cpu_sm.softmax_loss_forward_backward(want_d, logits, t)
     got_d, losses, stop = _softmax_ce(logits, t, slot=1)
     near(got_d, want_d, dtype)
-    np.testing.assert_allclose(losses[1], want_loss, rtol=1e-12)  # float64 on both sides
+    np.testing.assert_allclose(losses[1], want_loss, rtol=LOSS_RTOL[dtype])
     assert np.isnan(losses[[0, 2]]).all() and stop == 0
     _, loss_only, _ = _softmax_ce(logits, t, grad=False)
-    np.testing.assert_allclose(loss_only[0], want_loss, rtol=1e-12)
+    np.testing.assert_allclose(loss_only[0], want_loss, rtol=LOSS_RTOL[dtype])
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
