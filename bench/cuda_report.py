@@ -7,14 +7,18 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
 1. SGEMM, float32, C = A·B at n x n x n: fastbp's naive, tiled and register-blocked kernels
    vs cuBLAS through CuPy with TF32 off (CUPY_TF32=0: full float32 multiplies, as ours).
    GFLOP/s = 2n³ / time; each result checked against cuBLAS's.
-2. MNIST 784-50-10, batch 100, SGD lr 0.1: one epoch of training steps (data resident on the
-   device, one permutation gather per step) vs PyTorch CUDA eager (autograd, the same steps);
-   plus fastbp.fit's epoch with its two accuracy passes.
-3. 784-1024-1024-10 batch 256: one SGD step vs PyTorch CUDA eager.
+2. MNIST 784-50-10, batch 100, SGD lr 0.1: one epoch of 600 training steps on Fashion-MNIST's
+   60,000 training images (else the shared MNIST rows), data resident on the device, no
+   accuracy pass: fastbp as fit runs it (the epoch kernel: one launch), fastbp's 3L + 2 launches
+   a step, PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
+   with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel's grid
+   at other shapes; fastbp.fit's whole epoch with its two accuracy passes.
+3. 784-1024-1024-10 batch 256: one SGD step, fastbp (its launches; the epoch kernel forced, to
+   show why fit does not pick it there) vs PyTorch CUDA eager.
 Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
-Timing: torch.cuda / numba synchronize around blocks of work, median of --rounds.
-Targets: tiled SGEMM >= 30% of cuBLAS at 4096; the MNIST epoch faster than
-PyTorch eager; the large step within 2x of PyTorch.
+Timing: torch.cuda / numba synchronize around blocks of work; contenders interleaved round by
+round, medians of --rounds. Targets (docs/performance.md): the epoch 5x PyTorch eager and
+faster than its CUDA graph; the large step within 1.3x of PyTorch; SGEMM 50% of cuBLAS at 4096.
 """
 import argparse
 import datetime
@@ -35,7 +39,7 @@ from numba import cuda  # noqa: E402
 import fastbp  # noqa: E402
 from fastbp.backend import CHUNK_STEPS  # noqa: E402
 from fastbp.kernels.codes import SGD  # noqa: E402
-from fastbp.kernels.cuda import config, gemm  # noqa: E402
+from fastbp.kernels.cuda import config, epoch, gemm  # noqa: E402
 from fastbp.kernels.train import Optim  # noqa: E402
 
 
@@ -51,6 +55,23 @@ def median_time(fn, sync, rounds, inner=1):
         sync()
         times.append((time.perf_counter() - t0) / inner)
     return float(np.median(times))
+
+
+def interleaved(contenders, rounds):
+    """{name: median seconds per call} for contenders {name: (fn, sync)}, timed in turn within
+    each round (one warm-up call each first), so drifts of the machine hit all alike."""
+    times = {name: [] for name in contenders}
+    for fn, sync in contenders.values():
+        fn()
+        sync()
+    for _ in range(rounds):
+        for name, (fn, sync) in contenders.items():
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(v)) for name, v in times.items()}
 
 
 def optional(name):
@@ -98,66 +119,132 @@ def bench_sgemm(sizes, rounds, smoke):
 
 
 def torch_mlp(sizes, x, t, batch, lr, seed):
-    """PyTorch CUDA eager, the same net and SGD steps; returns step(k) running batch k."""
+    """PyTorch CUDA, the same net (nn.Linear, nn.ReLU, nn.CrossEntropyLoss, optim.SGD), the same
+    initial weights and the same batches of one permutation. Returns (eager, graphed, sync):
+    eager(k0, n) runs steps k0..k0+n-1 as PyTorch eager does; graphed(k0, n) replays one step
+    captured in a torch.cuda.CUDAGraph, its batch picked on the device by a step counter the
+    graph itself advances, so a replay takes no new arguments (the best a PyTorch expert would
+    do without writing kernels). (None, None, None) without a CUDA PyTorch."""
     torch = optional("torch")
     if torch is None or not torch.cuda.is_available():
-        return None, None
+        return None, None, None
     torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     dev = torch.device("cuda")
     net = fastbp.Network(sizes, seed=seed)  # same initial weights
-    params = [torch.tensor(net.params[k], device=dev, requires_grad=True) for k in net.params]
+
+    def model():
+        layers = []
+        for l in range(len(sizes) - 1):
+            lin = torch.nn.Linear(sizes[l], sizes[l + 1], device=dev)
+            with torch.no_grad():
+                lin.weight.copy_(torch.tensor(net.params[f"W{l + 1}"].T))
+                lin.bias.copy_(torch.tensor(net.params[f"b{l + 1}"]))
+            layers += [lin] + ([torch.nn.ReLU()] if l + 2 < len(sizes) else [])
+        m = torch.nn.Sequential(*layers)
+        return m, torch.optim.SGD(m.parameters(), lr=lr)
+
+    lossf = torch.nn.CrossEntropyLoss()
     X, T = torch.tensor(x, device=dev), torch.tensor(t.astype(np.int64), device=dev)
-    order = torch.tensor(np.random.default_rng(seed).permutation(len(x)), device=dev)
+    n_steps = len(x) // batch
+    order = torch.tensor(np.random.default_rng(seed).permutation(len(x))[:n_steps * batch], device=dev)
+    order = order.view(n_steps, batch)
 
-    def step(k):
-        idx = order[k * batch:(k + 1) * batch]
-        h = X[idx]
-        for l in range(0, len(params), 2):
-            h = h @ params[l] + params[l + 1]
-            if l + 2 < len(params):
-                h = torch.relu(h)
-        loss = torch.nn.functional.cross_entropy(h, T[idx])
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p -= lr * p.grad
-                p.grad = None
+    m_eager, opt_eager = model()
 
-    return step, torch.cuda.synchronize
+    def eager(k0, n):
+        for k in range(k0, k0 + n):
+            idx = order[k % n_steps]
+            opt_eager.zero_grad(set_to_none=True)
+            lossf(m_eager(X[idx]), T[idx]).backward()
+            opt_eager.step()
+
+    m_graph, opt_graph = model()
+    step = torch.zeros(1, dtype=torch.int64, device=dev)
+
+    def one_step():
+        idx = order.index_select(0, step).view(-1)
+        opt_graph.zero_grad(set_to_none=False)
+        lossf(m_graph(X[idx]), T[idx]).backward()
+        opt_graph.step()
+        step.add_(1).remainder_(n_steps)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the default stream, as torch.cuda.graphs asks
+        for _ in range(3):
+            one_step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        one_step()
+
+    def graphed(k0, n):
+        step.fill_(k0 % n_steps)
+        for _ in range(n):
+            graph.replay()
+
+    return eager, graphed, torch.cuda.synchronize
 
 
-def fastbp_steps(sizes, x, t, batch, lr, seed):
+def fastbp_steps(sizes, x, t, batch, lr, seed, one_launch=None):
     """fastbp on the device as fit runs it (its backend's trainer: data uploaded once, the
-    losses of each chunk of CHUNK_STEPS read back): run(k0, n) takes n SGD steps from batch
-    k0 of one permutation."""
+    losses of each chunk read back): run(k0, n) takes n SGD steps from batch k0 of one
+    permutation; a chunk of n steps is one launch where the epoch kernel runs (fit's choice,
+    one_launch=None; True forces it), else 3L + 2 launches a step in chunks of CHUNK_STEPS."""
     net = fastbp.Network(sizes, seed=seed, device="cuda")
     trainer = net.backend.trainer(x, t.astype(np.int64), {}, batch, np.zeros((2, net.n_params), x.dtype))
+    if one_launch is not None:
+        trainer.ws.one_launch = one_launch
     trainer.new_epoch(np.random.default_rng(seed).permutation(len(x)).astype(np.int64))
     optim = Optim(SGD, lr, 0.0, 0.0, 0.0)
+    chunk = len(x) // batch if trainer.ws.one_launch else CHUNK_STEPS
 
     def run(k0, n):
-        for first in range(k0, k0 + n, CHUNK_STEPS):
-            trainer.run(first, min(CHUNK_STEPS, k0 + n - first), optim, 0)
+        for first in range(k0, k0 + n, chunk):
+            trainer.run(first, min(chunk, k0 + n - first), optim, 0)
 
-    return net, run
+    return net, trainer, run
 
 
 def bench_mnist(x, t, xt, tt, rounds, smoke):
     sizes, batch, lr = [x.shape[1], 50 if not smoke else 6, 10], 100 if not smoke else 8, 0.1
     per_epoch = len(x) // batch
-    out = {"train_images": len(x), "steps_per_epoch": per_epoch, "launches_per_step": 3 * 2 + 2}
-    net, run = fastbp_steps(sizes, x, t, batch, lr, 0)
-    out["fastbp_epoch_s"] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
-    # the whole fit() epoch: steps, loss read-back per 50 steps, train + test accuracy passes
+    out = {"train_images": len(x), "steps_per_epoch": per_epoch, "launches_per_epoch": 1,
+           "launches_per_step_referee": 3 * 2 + 2}
+    net, trainer, run = fastbp_steps(sizes, x, t, batch, lr, 0)
+    _, _, run_launches = fastbp_steps(sizes, x, t, batch, lr, 0, one_launch=False)
+    eager, graphed, sync = torch_mlp(sizes, x, t, batch, lr, 0)
+    contenders = {"fastbp": (lambda: run(0, per_epoch), cuda.synchronize),
+                  "fastbp_launches": (lambda: run_launches(0, per_epoch), cuda.synchronize)}
+    if eager is not None:
+        contenders["torch"] = (lambda: eager(0, per_epoch), sync)
+        contenders["torch_graph"] = (lambda: graphed(0, per_epoch), sync)
+    for name, s in interleaved(contenders, rounds).items():
+        out[f"{name}_epoch_s"] = s
+    for name in ("fastbp_launches", "torch", "torch_graph"):
+        if f"{name}_epoch_s" in out:
+            out[f"{name}_over_fastbp"] = out[f"{name}_epoch_s"] / out["fastbp_epoch_s"]
+    # the epoch kernel's grid: threads per block x blocks per multiprocessor
+    ws, grid = trainer.ws, {}
+    if not config.SIMULATOR:
+        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+        for block in (128, 256):  # 512 threads: not co-resident (the kernel's registers)
+            for per_sm in (1, 2):
+                kernel, _ = ws.epoch(block)
+                ws.epoch_blocks = epoch.blocks(kernel, block, per_sm)
+                key = f"{block}x{ws.epoch_blocks}"
+                if key not in grid:
+                    grid[key] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
+        ws._epoch = None
+        ws.epoch()  # back to the default
+        out["epoch_grid_s"] = grid
+    # the whole fit() epoch: steps, loss read-back, train + test accuracy passes
     fit_net = fastbp.Network(sizes, seed=0, device="cuda")
     h = fastbp.fit(fit_net, x, t, epochs=2 if not smoke else 1, batch_size=batch, lr=lr, seed=0,
                    eval_data=(xt, tt), progress=False)
     out["fastbp_fit_epoch_s"] = float(np.median(h["epoch_seconds"]))
     out["fastbp_fit_test_acc"] = h["eval_acc"][-1]
-    step, sync = torch_mlp(sizes, x, t, batch, lr, 0)
-    if step is not None:
-        out["torch_epoch_s"] = median_time(lambda: [step(k) for k in range(per_epoch)], sync, rounds)
-        out["torch_over_fastbp"] = out["torch_epoch_s"] / out["fastbp_epoch_s"]
     return out
 
 
@@ -168,20 +255,32 @@ def bench_large(rounds, smoke):
     x = rng.random((n, sizes[0]), dtype=np.float32)
     t = rng.integers(0, sizes[-1], n)
     out = {"sizes": sizes, "batch": batch}
-    _, run = fastbp_steps(sizes, x, t, batch, 0.01, 0)
-    out["fastbp_step_s"] = median_time(lambda: run(0, 8), cuda.synchronize, rounds) / 8
-    step, sync = torch_mlp(sizes, x, t, batch, 0.01, 0)
-    if step is not None:
-        out["torch_step_s"] = median_time(lambda: [step(k) for k in range(8)], sync, rounds) / 8
+    _, _, run = fastbp_steps(sizes, x, t, batch, 0.01, 0)
+    _, _, run_one = fastbp_steps(sizes, x, t, batch, 0.01, 0, one_launch=True)
+    eager, _, sync = torch_mlp(sizes, x, t, batch, 0.01, 0)
+    contenders = {"fastbp": (lambda: run(0, 8), cuda.synchronize),
+                  "fastbp_one_launch": (lambda: run_one(0, 8), cuda.synchronize)}
+    if eager is not None:
+        contenders["torch"] = (lambda: eager(0, 8), sync)
+    for name, s in interleaved(contenders, rounds).items():
+        out[f"{name}_step_s"] = s / 8
+    if "torch_step_s" in out:
         out["fastbp_over_torch"] = out["fastbp_step_s"] / out["torch_step_s"]
     return out
 
 
-def load_data(smoke):
+def load_data(smoke, fashion_root=None):
+    """Fashion-MNIST's 60,000 training images (600 steps of 100), found at fashion_root or
+    where fastbp.datasets looks; else the shared MNIST rows, else the embedded sample."""
     if smoke:
         rng = np.random.default_rng(0)
         return (rng.random((40, 12), dtype=np.float32), rng.integers(0, 10, 40),
                 rng.random((10, 12), dtype=np.float32), rng.integers(0, 10, 10), "random (smoke)")
+    try:
+        (x, t), (xt, tt) = fastbp.datasets.load_fashion_mnist(root=fashion_root, download=False)
+        return x, t, xt, tt, "Fashion-MNIST"
+    except (FileNotFoundError, ValueError):
+        pass
     try:
         (x, t), (xt, tt) = fastbp.datasets.load_mnist(
             root=os.path.join(REPO, "..", "shared", "data", "mnist"), download=False)
@@ -204,12 +303,14 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results"))
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, 1 round: does the script run?")
+    ap.add_argument("--skip-sgemm", action="store_true", help="leave out the SGEMM table")
+    ap.add_argument("--fashion", help="folder of Fashion-MNIST's IDX files (default: where fastbp looks)")
     args = ap.parse_args(argv)
     if args.smoke:
         args.rounds, args.sizes = 1, [8]
     name = device_name()
     print(f"device: {name}; tiles: tiled {config.TILE}, regblock {config.REG}", flush=True)
-    x, t, xt, tt, data = load_data(args.smoke)
+    x, t, xt, tt, data = load_data(args.smoke, args.fashion)
     # compile cost: the kernels are compiled per process (explicit signatures, no disk cache)
     t0 = time.perf_counter()
     first = fastbp.Network([x.shape[1], 50 if not args.smoke else 6, 10], seed=0, device="cuda")
@@ -219,7 +320,7 @@ def main(argv=None):
     print("SGEMM float32 (n x n x n)", flush=True)
     result = {"device": name, "date": datetime.date.today().isoformat(), "data": data,
               "first_gradient_s": startup,
-              "sgemm": bench_sgemm(args.sizes, args.rounds, args.smoke)}
+              "sgemm": [] if args.skip_sgemm else bench_sgemm(args.sizes, args.rounds, args.smoke)}
     print("MNIST 784-50-10 batch 100, one epoch", flush=True)
     result["mnist_epoch"] = bench_mnist(x, t, xt, tt, args.rounds, args.smoke)
     print("  " + json.dumps(result["mnist_epoch"]), flush=True)

@@ -36,7 +36,9 @@ A backend also has set_flat(values): the whole flat parameter buffer, assigned.
 """
 from collections.abc import MutableMapping
 
-CHUNK_STEPS = 50  # steps per compiled call: enough to amortise the call, small enough for a live bar
+# steps per compiled call: enough to amortise the call, small enough for a live bar; a Trainer
+# with a chunk_steps attribute asks for its own (the GPU's epoch kernel: a whole epoch)
+CHUNK_STEPS = 50
 
 
 def rates(hits, loss, n, with_loss):

@@ -129,7 +129,8 @@ class CudaBackend:
 
 class CudaTrainer(Trainer):
     """The same loop on the GPU (kernels/cuda/mlp.py): the data sets are uploaded once, each
-    epoch's row order once; the host reads back a chunk's losses and the stop flag."""
+    epoch's row order once; the host reads back a chunk's losses and the stop flag. Where the
+    epoch kernel applies (kernels/cuda/epoch.py) a chunk is a whole epoch and one launch."""
 
     def __init__(self, backend, x, t, sets, batch_size, opt_state):
         cuda = self.cuda = backend.cuda
@@ -142,6 +143,8 @@ class CudaTrainer(Trainer):
         self.state = cuda.to_device(opt_state)
         self.ws = self.dev.workspace(batch_size)
         self.losses = cuda.device_array(CHUNK_STEPS, np.float64)
+        if self.ws.one_launch:
+            self.chunk_steps = len(x) // batch_size  # fit's chunks: a whole epoch a launch
         from fastbp.kernels.cuda import config
         self.block = config.BLOCK
 
@@ -149,6 +152,8 @@ class CudaTrainer(Trainer):
         self.order = self.cuda.to_device(order)
 
     def run(self, first, steps, optim, t0):
+        if steps > self.losses.shape[0]:
+            self.losses = self.cuda.device_array(steps, np.float64)
         self.dev.train_steps(self.ws, self.x, self.t, self.order, first, steps, optim, t0, self.state,
                              self.losses)
         losses = self.losses.copy_to_host()

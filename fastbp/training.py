@@ -223,7 +223,7 @@ def _loop(net, run, state, progress, verbose, on_epoch, should_stop, comm):
             while done < n_steps:
                 if should_stop is not None and should_stop():
                     return hist
-                chunk = min(CHUNK_STEPS, n_steps - done)
+                chunk = min(getattr(steps, "chunk_steps", CHUNK_STEPS), n_steps - done)
                 ran, losses = steps.run(done, chunk, optim, state.step)
                 hist["loss"].extend(losses[:ran].tolist())
                 if ran < chunk:

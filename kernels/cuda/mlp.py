@@ -5,11 +5,13 @@ flat device buffer each, in the layout of fastbp.kernels.layout; W_l / b_l are
 device views made once. Per batch size B a workspace holds every layer's output
 acts[l] (B, D_{l+1}) and gradient deltas[l] (B, D_{l+1}).
 
-A training step is 3L + 2 launches and no host transfer:
+A training step as launches is 3L + 2 of them and no host transfer:
     gather 1 | forward L | output loss forward+backward 1 | backward 2L - 1 | optimizer 1
 (784-50-10: 8 launches; one more for softmax with over config.ROW_THREAD_MAX_CLASSES
-classes). The loss of each step goes to a device array the host reads once per chunk
-of steps. Hidden layers use `act` (a code from fastbp.kernels.codes); the last layer
+classes). Where the epoch kernel applies and pays (epoch.py: softmax on up to that many
+classes, small layers), train_steps runs a whole chunk of steps as one launch instead; the launches stay as its
+referee (train_steps(..., one_launch=False)). The loss of each step goes to a device array
+the host reads once per chunk of steps. Hidden layers use `act` (a code from fastbp.kernels.codes); the last layer
 gives the logits. `loss` picks the output loss: "softmax_ce" on (B,) int64 class ids
 (softmax_loss.py), or "mse", "half_squared", "logistic" on (B, C) float targets
 (entry_losses.py).
@@ -22,6 +24,7 @@ from numba import cuda
 from ..codes import ADAM, IDENTITY
 from ..optimizers import adam_lr
 from . import affine, config
+from . import epoch as epoch_kernel
 from .entry_losses import entry_loss
 from .gather import gather
 from .optimizers import update
@@ -29,14 +32,15 @@ from .softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
 
 
 def _blocks(n, block):
-    return (n + block - 1) // block
+    return int((n + block - 1) // block)  # a launch takes Python ints only (not np.int64)
 
 
 class DeviceMLP:
     def __init__(self, sizes, act, layout, flat, loss="softmax_ce"):
         # layout: fastbp.kernels.layout.param_layout(sizes); flat: the host parameter buffer
         # to upload (its dtype is the network's)
-        self.sizes, self.act, self.layout, self.loss_kind = tuple(sizes), int(act), layout, loss
+        self.sizes = tuple(int(d) for d in sizes)  # Python ints: launch shapes are made from them
+        self.act, self.layout, self.loss_kind = int(act), layout, loss
         self.NP = flat.dtype.type
         self.L = len(sizes) - 1
         self.params = cuda.to_device(flat)
@@ -52,6 +56,11 @@ class DeviceMLP:
         self._ws = {}
         self._update = update(self.NP)
         self._update_blocks = _blocks(flat.size, config.BLOCK)
+        self.epoch_ok = epoch_kernel.applies(self.sizes, loss)
+        if self.epoch_ok:
+            starts = np.array([p.offset for p in layout], np.int64)
+            self.woff, self.boff = cuda.to_device(starts[0::2].copy()), cuda.to_device(starts[1::2].copy())
+            self.sizes_dev = cuda.to_device(np.array(self.sizes, np.int64))
 
     def _views(self, buf):
         W, b = [], []
@@ -67,6 +76,7 @@ class DeviceMLP:
 
     # -- per batch size: buffers and the replayable launch lists
     def workspace(self, B):
+        B = int(B)
         ws = self._ws.get(B)
         if ws is None:
             if len(self._ws) >= 4:
@@ -89,20 +99,38 @@ class DeviceMLP:
         affine.run(ws.forward_plan(x))
         ws.output_loss(False, losses, t, slot)
 
-    def train_steps(self, ws, x, t, order, first, steps, optim, t0, state, losses):
+    def train_steps(self, ws, x, t, order, first, steps, optim, t0, state, losses, one_launch=None):
         """`steps` training steps (the optimizer `opt`, a code from fastbp.kernels.codes) on
         rows order[(first + k) * B ...] of the device data set x, t, with optim (the CPU
-        loop's kernels.train.Optim: code, lr, hyper1, hyper2, wd);
-        the loss of step k into losses[k]. state (2, P): the optimizer's s0, s1. t0: steps
-        taken before (Adam's bias
-        correction). Returns nothing: the host reads losses and
+        loop's kernels.train.Optim: code, lr, hyper1, hyper2, wd); the loss of step k into
+        losses[k]. state (2, P): the optimizer's s0, s1. t0: steps taken before (Adam's bias
+        correction). One launch where the epoch kernel applies (one_launch=None or True),
+        else 3L + 2 a step (one_launch=False). Returns nothing: the host reads losses and
         self.stop afterwards (stop[0] = k + 1 if step k's loss was not finite; the updates
         from that step on were skipped)."""
         self.stop.copy_to_device(np.zeros(1, np.int64))
+        if ws.one_launch if one_launch is None else one_launch:
+            self._one_launch(ws, x, t, order, first, steps, optim, t0, state, losses)
+            return
         for k in range(steps):
             ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)
             self.loss_grad(ws, ws.xb, ws.tb, losses, k)
             self.update(optim, t0 + k + 1, state)
+
+    def _one_launch(self, ws, x, t, order, first, steps, optim, t0, state, losses):
+        if not self.epoch_ok:
+            raise ValueError(f"the epoch kernel does not run {self.loss_kind!r} on {self.sizes[-1]} "
+                             f"classes (epoch.applies)")
+        NP = self.NP
+        opt, lr, hyper1, hyper2, wd = optim
+        lr_ts = np.array([adam_lr(lr, hyper1, hyper2, t0 + k + 1) if opt == ADAM else lr
+                          for k in range(steps)], NP)
+        kernel, block = ws.epoch()
+        kernel[ws.epoch_blocks, block](
+            self.params, self.grads, state[0], state[1], self.decay, ws.acts_flat, ws.deltas_flat,
+            ws.row_loss, losses, self.stop, x.reshape(x.size), t, order, self.sizes_dev, self.woff, self.boff,
+            ws.aoff, cuda.to_device(lr_ts), first, steps, ws.B, self.act, opt, NP(lr), NP(hyper1),
+            NP(1 - hyper1), NP(1 - hyper2), NP(wd))
 
     def update(self, optim, step, state):
         """One optimizer update from self.grads (optim as in train_steps; step counts from 1;
@@ -129,8 +157,17 @@ class _Workspace:
     def __init__(self, net, B):
         self.net, self.B = net, B
         NP = net.NP
-        self.acts = [cuda.device_array((B, d), NP) for d in net.sizes[1:]]
-        self.deltas = [cuda.device_array((B, d), NP) for d in net.sizes[1:]]
+        # every layer's outputs and gradients in one flat buffer each (the epoch kernel's view),
+        # layer l's (B, D_{l+1}) block at aoff[l] (the launches' views)
+        widths = net.sizes[1:]
+        starts = np.concatenate([[0], np.cumsum([B * d for d in widths])]).astype(np.int64)
+        self.acts_flat = cuda.device_array(int(starts[-1]), NP)
+        self.deltas_flat = cuda.device_array(int(starts[-1]), NP)
+        self.acts = [self.acts_flat[starts[l]:starts[l + 1]].reshape(B, d) for l, d in enumerate(widths)]
+        self.deltas = [self.deltas_flat[starts[l]:starts[l + 1]].reshape(B, d) for l, d in enumerate(widths)]
+        self.aoff = cuda.to_device(starts[:-1].copy())
+        self._epoch = None
+        self.one_launch = net.epoch_ok and epoch_kernel.pays(net.sizes, B)
         D, C = net.sizes[0], net.sizes[-1]
         self.xb = cuda.device_array((B, D), NP)
         # kernels; configured at each launch (see affine.py)
@@ -148,8 +185,20 @@ class _Workspace:
         elif self.softmax:
             self.softmax_kernels = {g: softmax_ce_rows(NP, g) for g in (True, False)}
             self.mean_loss = mean_loss()
-            self.row_loss = cuda.device_array(B, np.float64)
+        self.row_loss = cuda.device_array(B, np.float64)
         self._forward = self._backward = None
+
+    def epoch(self, block=None):
+        """The epoch kernel for this network's dtype, and its threads per block; compiled and
+        its grid sized at first use (epoch_blocks)."""
+        if block is None and self._epoch is not None:
+            return self._epoch  # the one in use (bench/cuda_report.py tries others)
+        block = block or config.EPOCH_BLOCK
+        if self._epoch is None or self._epoch[1] != block:
+            kernel = epoch_kernel.epoch(self.net.NP, block)
+            self._epoch = kernel, block
+            self.epoch_blocks = epoch_kernel.blocks(kernel, block)
+        return self._epoch
 
     def output_loss(self, grad, losses, t, slot):
         # on the last layer's output: its gradient into deltas[-1] (if grad), the loss into

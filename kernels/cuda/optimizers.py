@@ -24,15 +24,17 @@ from . import build
 from ..codes import ADAGRAD, MOMENTUM, NESTEROV, SGD  # Adam is the remaining branch
 
 
-def source(NP):
+@functools.lru_cache(maxsize=None)
+def make_apply(NP):
+    """apply(params, s0, s1, decay, i, grad, opt, lr, lr_t, mu, c1, c2, wd): parameter i's update
+    from its gradient `grad`, a device function for scalar type NP; the update kernel below and
+    the epoch kernel (epoch.py) both call it."""
     zero, eps = NP(0), NP(1e-7)
 
-    def update(params, grads, s0, s1, decay, stop, opt, lr, lr_t, mu, c1, c2, wd):
-        i = cuda.grid(1)
-        if i >= params.shape[0] or stop[0] != 0:
-            return
+    @cuda.jit(device=True)
+    def apply(params, s0, s1, decay, i, grad, opt, lr, lr_t, mu, c1, c2, wd):
         p = params[i]
-        g = grads[i] + (wd * p if decay[i] else zero)
+        g = grad + (wd * p if decay[i] else zero)
         if opt == SGD:
             params[i] = p - lr * g
         elif opt == MOMENTUM:
@@ -53,6 +55,18 @@ def source(NP):
             s0[i] = m
             s1[i] = v
             params[i] = p - lr_t * m / (math.sqrt(v) + eps)
+
+    return apply
+
+
+def source(NP):
+    apply = make_apply(NP)
+
+    def update(params, grads, s0, s1, decay, stop, opt, lr, lr_t, mu, c1, c2, wd):
+        i = cuda.grid(1)
+        if i >= params.shape[0] or stop[0] != 0:
+            return
+        apply(params, s0, s1, decay, i, grads[i], opt, lr, lr_t, mu, c1, c2, wd)
 
     return update
 

@@ -46,6 +46,17 @@ def _block_sum(partial, tid, block):
 
 
 @cuda.jit(device=True)
+def _rows_sum(partial, row_loss, n, tid, block):
+    # the sum of row_loss[:n] into partial[0] (block,), in a fixed order: each thread's rows
+    # tid, tid + block, ..., then the tree
+    acc = np.float64(0.0)
+    for i in range(tid, n, block):
+        acc += row_loss[i]
+    partial[tid] = acc
+    _block_sum(partial, tid, block)
+
+
+@cuda.jit(device=True)
 def _store_mean(losses, stop, total, n, slot):
     loss = total / n
     losses[slot] = loss
@@ -169,11 +180,7 @@ def mean_loss_source(block=None):
         partial = cuda.shared.array(BLOCK, np.float64)
         tid = cuda.threadIdx.x
         N = row_loss.shape[0]
-        acc = np.float64(0.0)
-        for i in range(tid, N, BLOCK):
-            acc += row_loss[i]
-        partial[tid] = acc
-        _block_sum(partial, tid, BLOCK)
+        _rows_sum(partial, row_loss, N, tid, BLOCK)
         if tid == 0:
             _store_mean(losses, stop, partial[0], N, slot)
 
