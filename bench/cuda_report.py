@@ -12,7 +12,7 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    accuracy pass: fastbp as fit runs it (the epoch kernel: one launch), fastbp's 3L + 2 launches
    a step, PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
    with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel's grid
-   at other shapes; fastbp.fit's whole epoch with its two accuracy passes.
+   at other shapes; fastbp.fit's epoch_seconds.
 3. 784-1024-1024-10 batch 256: one SGD step, fastbp (its launches; the epoch kernel forced, to
    show why fit does not pick it there) vs PyTorch CUDA eager.
 Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
@@ -239,7 +239,8 @@ def bench_mnist(x, t, xt, tt, rounds, smoke):
         ws._epoch = None
         ws.epoch()  # back to the default
         out["epoch_grid_s"] = grid
-    # the whole fit() epoch: steps, loss read-back, train + test accuracy passes
+    # fit()'s epoch as its history times it: the steps and the losses read back (the
+    # accuracy passes that follow are not in epoch_seconds)
     fit_net = fastbp.Network(sizes, seed=0, device="cuda")
     h = fastbp.fit(fit_net, x, t, epochs=2 if not smoke else 1, batch_size=batch, lr=lr, seed=0,
                    eval_data=(xt, tt), progress=False)
