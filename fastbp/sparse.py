@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from fastbp.checks import as_batch, float_dtype
 from fastbp.kernels import layout
 from fastbp.kernels.simd import lanes
-from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr, padded_width
+from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr, forward_work, padded_width
 
 POLICIES = ("auto", True, False)
 AUTO_DENSITY = 0.25  # dense input at most this fraction nonzero takes the sparse path under "auto"
@@ -75,9 +75,7 @@ class SparseRows:
         self.shape = (indptr.shape[0] - 1, n_cols)
         self.dtype = data.dtype
         self._work, self._cap, self._splits, self._counts = None, 0, {}, None
-        none, nothing, whole = np.zeros(0, np.int64), np.zeros(0, self.dtype), np.array([0, n_cols], np.int64)
-        self._no_work = TnWork(whole, np.zeros((0, 0), np.int64), False, nothing, none, none, none, nothing, none,
-                               nothing)  # forward passes
+        self._no_work = forward_work(data)
 
     @property
     def nnz(self):
@@ -143,7 +141,7 @@ class SparseRows:
             return self._no_work
         N, M = dz_shape
         splits = self.splits(N, M) if splits is None else np.asarray(splits, np.int64)
-        size, parts = N * padded_width(M, self.dtype), (splits.shape[0] - 2) * N * M
+        size, parts = N * padded_width(M, self.data), (splits.shape[0] - 2) * N * M
         w = self._work
         if w is not None and np.array_equal(w.splits, splits):
             if cap <= self._cap and size <= w.dz.shape[0] and parts <= w.parts.shape[0]:

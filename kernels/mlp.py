@@ -29,7 +29,7 @@ from .optimizers import sgd_update
 from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
 from .mse_loss import half_sse_forward, half_sse_forward_backward, mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
-from .sparse import Csr, TnWork, is_csr, sparse_affine_forward, sparse_tn_update
+from .sparse import Csr, forward_work, is_csr, sparse_affine_forward, sparse_tn_update
 
 
 @njit(inline="always")
@@ -110,10 +110,7 @@ def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, 
     # tuples), in a buffer of the block's own
     last, C = act_block(sizes, n, sizes.shape[0] - 2)
     acts = np.empty(last + n * C, params.dtype)
-    none = np.zeros(0, np.int64)  # a forward pass needs no scratch
-    work = TnWork(none, np.zeros((0, 0), np.int64), False, params[:0], none, none, none, params[:0], none,
-                  params[:0])
-    mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], work), act)
+    mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], forward_work(params)), act)
     return acts
 
 

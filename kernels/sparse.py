@@ -76,9 +76,19 @@ def is_csr(x):
 TnWork = namedtuple("TnWork", "splits cuts threaded parts count cols ti tv starts dz")
 
 
-def padded_width(M, dtype):
-    """M rounded up to whole vectors of dtype: the row length of TnWork's dz."""
-    L = lanes(dtype)
+@njit(cache=CACHE)
+def forward_work(like):
+    """The TnWork of a Csr for forward passes only: no scratch and one part (cuts (0, 0));
+    `like`: an array of the data's dtype. A backward pass needs SparseRows.work's."""
+    none = np.zeros(0, np.int64)
+    return TnWork(none, np.zeros((0, 0), np.int64), False, like[:0], none, none, none, like[:0], none, like[:0])
+
+
+@njit(cache=CACHE)
+def padded_width(M, like):
+    """M rounded up to whole vectors of the dtype of `like` (an array): the row length of
+    TnWork's dz, and of _aligned_rows's copy of dz."""
+    L = lanes(like)
     return (M + L - 1) // L * L
 
 # Positions in the nonzeros are made unsigned (U) in the inner loops: numba wraps a negative
@@ -285,8 +295,7 @@ def _aligned_rows(dz, scratch):
     # two lines costs two loads (a 50-wide layer's rows are 200 bytes apart; the copy took
     # the MNIST batch's accumulation from 23 to 18 us). Without room in scratch, dz as it is.
     N, M = dz.shape
-    L = lanes(dz)
-    Mp = (M + L - 1) // L * L
+    L, Mp = lanes(dz), padded_width(M, dz)
     if (M == Mp and dz.ctypes.data % VECTOR_BYTES == 0) or scratch.shape[0] < N * Mp \
             or scratch.ctypes.data % VECTOR_BYTES != 0:
         return dz

@@ -129,7 +129,7 @@ def test_weight_update_with_dz_on_or_off_cache_lines(rng, dtype, M, skip, room):
     csr.work.dz[...] = np.nan
     sparse_tn_update(C, csr, dz, -0.2, 1.0)
     assert_near(C, want.astype(dtype), dtype)
-    Mp = padded_width(M, dtype)
+    Mp = padded_width(M, dz)
     copied = room and (skip or M != Mp)
     assert csr.work.dz.shape[0] == (23 * Mp if room else 0)
     if copied:
