@@ -9,10 +9,10 @@ A training step as launches is 3L + 2 of them and no host transfer:
     gather 1 | forward L | output loss forward+backward 1 | backward 2L - 1 | optimizer 1
 (784-50-10: 8 launches; one more for softmax with over config.ROW_THREAD_MAX_CLASSES
 classes). Where the epoch kernel applies and pays (epoch.py: softmax on up to that many
-classes, small layers), train_steps runs a whole chunk of steps as one launch instead; the launches stay as its
-referee (train_steps(..., one_launch=False)). The loss of each step goes to a device array
-the host reads once per chunk of steps. Hidden layers use `act` (a code from fastbp.kernels.codes); the last layer
-gives the logits. `loss` picks the output loss: "softmax_ce" on (B,) int64 class ids
+classes, small layers), train_steps runs a whole chunk of steps as one launch instead; the
+launches stay as its referee (train_steps(..., one_launch=False)). The loss of each step
+goes to a device array the host reads once per chunk of steps. Hidden layers use `act` (a
+code from fastbp.kernels.codes); the last layer gives the logits. `loss` picks the output loss: "softmax_ce" on (B,) int64 class ids
 (softmax_loss.py), or "mse", "half_squared", "logistic" on (B, C) float targets
 (entry_losses.py).
 """
@@ -22,6 +22,7 @@ import numpy as np
 from numba import cuda
 
 from ..codes import ADAM, IDENTITY
+from ..layout import offsets
 from ..optimizers import adam_lr
 from . import affine, config
 from . import epoch as epoch_kernel
@@ -29,6 +30,12 @@ from .entry_losses import entry_loss
 from .gather import gather
 from .optimizers import update
 from .softmax_loss import argmax_rows, mean_loss, softmax_ce, softmax_ce_rows
+
+
+def _step_lr(optim, step):
+    # the rate of step `step` (from 1): Adam's bias-corrected one, the host's float64 value
+    opt, lr, hyper1, hyper2, _ = optim
+    return adam_lr(lr, hyper1, hyper2, step) if opt == ADAM else lr
 
 
 def _blocks(n, block):
@@ -58,7 +65,7 @@ class DeviceMLP:
         self._update_blocks = _blocks(flat.size, config.BLOCK)
         self.epoch_ok = epoch_kernel.applies(self.sizes, loss)
         if self.epoch_ok:
-            starts = np.array([p.offset for p in layout], np.int64)
+            starts = offsets(layout)
             self.woff, self.boff = cuda.to_device(starts[0::2].copy()), cuda.to_device(starts[1::2].copy())
             self.sizes_dev = cuda.to_device(np.array(self.sizes, np.int64))
 
@@ -123,8 +130,7 @@ class DeviceMLP:
                              f"classes (epoch.applies)")
         NP = self.NP
         opt, lr, hyper1, hyper2, wd = optim
-        lr_ts = np.array([adam_lr(lr, hyper1, hyper2, t0 + k + 1) if opt == ADAM else lr
-                          for k in range(steps)], NP)
+        lr_ts = np.array([_step_lr(optim, t0 + k + 1) for k in range(steps)], NP)
         kernel, block = ws.epoch()
         kernel[ws.epoch_blocks, block](
             self.params, self.grads, state[0], state[1], self.decay, ws.acts_flat, ws.deltas_flat,
@@ -137,7 +143,7 @@ class DeviceMLP:
         state (2, P) the optimizer's s0, s1); skipped once self.stop is set."""
         NP = self.NP
         opt, lr, hyper1, hyper2, wd = optim
-        lr_t = adam_lr(lr, hyper1, hyper2, step) if opt == ADAM else lr
+        lr_t = _step_lr(optim, step)
         self._update[self._update_blocks, config.BLOCK](
             self.params, self.grads, state[0], state[1], self.decay, self.stop, opt, NP(lr), NP(lr_t),
             NP(hyper1), NP(1 - hyper1), NP(1 - hyper2), NP(wd))
