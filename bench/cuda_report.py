@@ -17,7 +17,7 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    show why fit does not pick it there) vs PyTorch CUDA eager.
 Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
 Timing: torch.cuda / numba synchronize around blocks of work; contenders interleaved round by
-round, medians of --rounds. Targets (docs/performance.md): the epoch 5x PyTorch eager and
+round, medians of --rounds. Targets (docs/cuda.md, "Measurements"): the epoch 5x PyTorch eager and
 faster than its CUDA graph; the large step within 1.3x of PyTorch; SGEMM 50% of cuBLAS at 4096.
 """
 import argparse

@@ -35,5 +35,5 @@ ROW_THREAD_MAX_CLASSES = 32
 
 # The register-blocked gemm pays off only with enough 64 x 64 output tiles to fill
 # the GPU; smaller products (all of 784-50-10) use the tiled kernel. On an H100 it ran
-# 1.2-1.3x the tiled one from 1024 to 8192 (bench/cuda_report.py; docs/performance.md).
+# 1.2-1.3x the tiled one from 1024 to 8192 (bench/cuda_report.py; docs/cuda.md).
 REGBLOCK_MIN_OUTPUTS = 512 * 512
