@@ -60,15 +60,31 @@ def affine_forward(out, x, W, b, act):
 @njit(cache=CACHE, fastmath=FASTMATH)
 def bias_act_backward(dz, db, dout, out, act):
     # dout, out are (N, M); writes dz (N, M) = dout * act'(out) and db (M,) = sum_i dz;
-    # dz may be dout (in place)
+    # dz may be dout (in place: the training loop's case). LLVM vectorises the row loop
+    # only after a runtime check that dz, dout, out and db do not overlap, and dz == dout
+    # fails it: in place took 2.0 us on a 100 x 50 ReLU layer, 0.65 us out of place. So in
+    # place is its own loop that names dz alone.
     N, M = dout.shape
     for j in range(M):
         db[j] = 0
+    if dz.ctypes.data == dout.ctypes.data and dz.strides == dout.strides:
+        for i in range(N):
+            _grad_row_in_place(dz[i], db, out[i], act)
+        return
     for i in range(N):
         for j in range(M):
             g = dout[i, j] * _act_grad(out[i, j], act)
             dz[i, j] = g
             db[j] += g
+
+
+@njit(inline="always")
+def _grad_row_in_place(dz, db, out, act):
+    # dz (M,) *= act'(out), db (M,) += the result
+    for j in range(dz.shape[0]):
+        g = dz[j] * _act_grad(out[j], act)
+        dz[j] = g
+        db[j] += g
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -71,3 +71,24 @@ def test_backward_matches_central_differences(rng, act, dtype, N, D, M):
     nx, nW, nb = central_diff(loss, [x64, W64, b64])
     for got, want in ((dx, nx), (dW, nW), (db, nb)):
         np.testing.assert_allclose(got, want, **NUM_TOL[dtype])
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("strided", [False, True])
+def test_bias_act_backward_in_place_is_the_out_of_place_result(rng, act, dtype, strided):
+    # in place (dz is dout, as the training loop calls it) runs its own loop: the same
+    # numbers bit for bit, contiguous or on a strided view
+    N, M = 37, 21
+    big = rng.standard_normal((N, 2 * M)).astype(dtype)
+    out = rng.random((N, M)).astype(dtype) - dtype(0.3)  # ReLU: some outputs zero-slope
+    dout = big[:, ::2] if strided else np.ascontiguousarray(big[:, ::2])
+    dz, db = np.empty((N, M), dtype), np.empty(M, dtype)
+    affine.bias_act_backward(dz, db, dout, out, act)
+    want = reference.activation_backward(dout, out, act)
+    assert_near(dz, want, dtype)
+    assert_near(db, want.sum(axis=0), dtype)
+    db2 = np.empty(M, dtype)
+    affine.bias_act_backward(dout, db2, dout, out, act)
+    np.testing.assert_array_equal(dout, dz)
+    np.testing.assert_array_equal(db2, db)
