@@ -11,7 +11,7 @@ from cudatest import needs_device, near
 from fastbp.kernels.codes import ADAGRAD, ADAM, MOMENTUM, NESTEROV, RELU, SGD, SIGMOID, TANH
 from fastbp.kernels.cuda import mlp as device_mlp
 from fastbp.kernels.cuda.mlp import DeviceMLP
-from fastbp.kernels.layout import param_layout
+from fastbp.kernels.layout import param_count, param_layout
 from fastbp.kernels.train import Optim
 
 pytestmark = needs_device
@@ -23,7 +23,7 @@ def _steps(sizes, B, steps, one_launch, opt=SGD, dtype=np.float32, lr=0.1, act=R
     x = rng.standard_normal((N, sizes[0])).astype(dtype)
     t = rng.integers(0, sizes[-1], N).astype(np.int64)
     layout = param_layout(sizes)
-    flat = (0.5 * rng.standard_normal(sum(int(np.prod(p.shape)) for p in layout))).astype(dtype)
+    flat = (0.5 * rng.standard_normal(param_count(layout))).astype(dtype)
     dev = DeviceMLP(sizes, act, layout, flat)
     state = cuda.to_device(0.01 * np.abs(rng.standard_normal((2, flat.size))).astype(dtype))
     losses = cuda.to_device(np.full(steps, np.nan))
@@ -84,7 +84,7 @@ def test_fit_runs_an_epoch_as_one_launch_and_matches_the_cpu(monkeypatch, rng):
 
 def test_losses_the_epoch_kernel_cannot_take_keep_the_launches(rng):
     layout = param_layout((4, 3, 2))
-    flat = np.zeros(sum(int(np.prod(p.shape)) for p in layout), np.float32)
+    flat = np.zeros(param_count(layout), np.float32)
     assert not DeviceMLP((4, 3, 2), RELU, layout, flat, loss="mse").workspace(5).one_launch
     with pytest.raises(ValueError, match="epoch kernel"):
         _mse = DeviceMLP((4, 3, 2), RELU, layout, flat, loss="mse")
@@ -97,7 +97,7 @@ def test_launch_shapes_are_python_ints():
     # NumPy integers from scikit-learn's estimators
     sizes = np.array([9, 5, 3], np.int64)
     layout = param_layout(sizes)
-    flat = np.zeros(sum(int(np.prod(p.shape)) for p in layout), np.float32)
+    flat = np.zeros(param_count(layout), np.float32)
     for loss in ("softmax_ce", "mse"):
         dev = DeviceMLP(sizes, RELU, layout, flat, loss=loss)
         ws = dev.workspace(np.int64(4))

@@ -10,7 +10,7 @@ from fastbp.kernels import logistic_loss as cpu_logistic
 from fastbp.kernels import mse_loss as cpu_mse
 from fastbp.kernels import sk_solvers as cpu_sk
 from fastbp.kernels import softmax_loss as cpu_sm
-from fastbp.kernels.layout import offsets as layout_offsets, param_layout
+from fastbp.kernels.layout import offsets as layout_offsets, param_count, param_layout
 from fastbp.kernels.cuda import config
 from fastbp.kernels.cuda.entry_losses import entry_loss
 from fastbp.kernels.cuda.gather import gather
@@ -118,7 +118,7 @@ def test_entry_losses_stay_finite_on_huge_outputs_and_flag_divergence():
 def test_sk_update_and_finish_match_the_cpu_solver(adam, nesterov, sizes, dtype, rng):
     # scikit-learn's L2 term on the W entries, one sgd/adam step, and the step's reported loss
     layout = param_layout(sizes)
-    P = sum(int(np.prod(p.shape)) for p in layout)
+    P = param_count(layout)
     params, grads = rng.standard_normal(P).astype(dtype), rng.standard_normal(P).astype(dtype)
     state = (0.1 * np.abs(rng.standard_normal((2, P)))).astype(dtype)
     decay = np.zeros(P, np.uint8)
