@@ -24,6 +24,9 @@ import fastbp
 from fastbp.datasets import load_mnist
 
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
+# seconds between fits: OpenBLAS's threads spin for a while after each product (and numba's
+# after each parallel region), and would take the cores of the next contender's first epochs
+PAUSE = 0.5
 SETTINGS = [("sgd", (50,)), ("adam", (50,)), ("sgd", (256, 128)), ("adam", (256, 128))]
 
 
@@ -44,6 +47,7 @@ def run(x, t, xt, tt, epochs, rounds):
         for _ in range(rounds):
             for name, make in makers.items():
                 est = make()
+                time.sleep(PAUSE)
                 start = time.perf_counter()
                 est.fit(x, t)
                 times[name].append(time.perf_counter() - start)

@@ -429,15 +429,14 @@ class _HostEpochs:
             xb = np.empty((batch_size, x.shape[1]), dtype)
         yb = np.empty(batch_size, np.int64) if isinstance(t, np.ndarray) else np.empty((batch_size, t.t.shape[1]), dtype)
         acts, deltas = lay.workspace(model.sizes, batch_size, dtype)
-        self._args = (lay.zeros(flat.size, dtype), state, acts, deltas, xb, yb, x, t)
+        self._buffers = (lay.zeros(flat.size, dtype), state, acts, deltas, xb, yb)
+        self._x, self._t = x, t
         self._flat, self._state, self._model, self._B = flat, state, model, batch_size
 
     def run(self, order, solver, alpha, step):
-        # A sparse first layer's parts run in turn here, not on threads: each step's L2 term
-        # takes a BLAS dot over every W (kernels/sk_solvers.py), which at 784 x 50 is long
-        # enough for OpenBLAS to wake its threads, and they and numba's took each other's
-        # cores (10 epochs at 784-50: 0.32 s on threads, 0.26 s in turn).
-        return sk_epoch(self._flat, *self._args, order, self._B, self._model, solver, alpha, step)
+        # a sparse first layer's parts on numba's threads where cpu.threads allows them
+        with threads(self._x, self._model.sizes, self._B) as x:
+            return sk_epoch(self._flat, *self._buffers, x, self._t, order, self._B, self._model, solver, alpha, step)
 
     def flat(self):
         return self._flat

@@ -17,9 +17,10 @@ kernel here nothing is bounds-checked: callers keep start + n within the array.
     vload(a, start, n)           a.flat[start:start + n] as a vector, zeros in the other lanes
     vstore(a, start, v, n)       the first n lanes of v into a.flat[start:start + n]
     vzero(a)                     a vector of zeros of a's dtype
-    vfma(s, v, acc)              acc + s * v, the scalar s broadcast, one rounding (llvm.fma)
+    vfma(s, v, acc)              acc + s * v, one rounding (llvm.fma); s a scalar (broadcast) or a vector
     vadd(u, v)                   u + v
     vmul(s, v)                   s * v, the scalar broadcast
+    vsum(v)                      the sum of v's lanes, added pairwise in a fixed order
     prefetch(a, start)           a hint: bring the line of a.flat[start] into cache
 """
 import numpy as np
@@ -145,14 +146,15 @@ def _scalar_as(context, builder, value, fromty, vec):
 
 @intrinsic
 def vfma(typingctx, s, v, acc):
-    if not (isinstance(v, Vec) and acc == v and isinstance(s, (types.Float, types.Integer))):
-        raise TypeError(f"vfma: (scalar, vector, vector of the same type) needed, got ({s}, {v}, {acc})")
+    if not (isinstance(v, Vec) and acc == v and (s == v or isinstance(s, (types.Float, types.Integer)))):
+        raise TypeError(f"vfma: (scalar or vector, vector, vector of the same type) needed, got ({s}, {v}, {acc})")
 
     def codegen(context, builder, sig, args):
         vty = context.get_value_type(v)
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
                                             f"llvm.fma.{_llvm_name(v)}")
-        return builder.call(fn, [_scalar_as(context, builder, args[0], sig.args[0], v), args[1], args[2]])
+        first = args[0] if s == v else _scalar_as(context, builder, args[0], sig.args[0], v)
+        return builder.call(fn, [first, args[1], args[2]])
 
     return v(s, v, acc), codegen
 
@@ -180,6 +182,25 @@ def vmul(typingctx, s, v):
 
 
 @intrinsic
+def vsum(typingctx, v):
+    if not isinstance(v, Vec):
+        raise TypeError(f"vsum: a vector is needed, got {v}")
+
+    def codegen(context, builder, sig, args):
+        # halves added lane by lane until one lane is left: the same order on every machine
+        # (llvm.vector.reduce.fadd without reassoc adds the lanes one after another instead)
+        x, n = args[0], v.lanes
+        while n > 1:
+            n //= 2
+            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n))))
+            hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n, 2 * n))))
+            x = builder.fadd(lo, hi)
+        return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+
+    return v.dtype(v), codegen
+
+
+@intrinsic
 def prefetch(typingctx, a, start):
     """Asks for the cache line holding a.flat[start] ahead of its use (llvm.prefetch: read,
     keep in all levels); a hint, never a fault, so start may run past the array."""
@@ -196,3 +217,4 @@ def prefetch(typingctx, a, start):
         return context.get_dummy_value()
 
     return types.none(a, start), codegen
+

@@ -91,14 +91,21 @@ def test_network_with_these_losses_and_l2_matches_central_differences(rng, wrap,
     assert loss == pytest.approx(data + penalty, rel=1e-5 if dtype == np.float32 else 1e-12)
 
 
-def test_l2_penalty_touches_only_the_weights(rng):
-    sizes = (3, 4, 2)
-    params, offsets, sz = _net(rng, sizes, np.float64)
-    grads = np.zeros_like(params)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", [(3, 4, 2), (1, 1, 1), (37, 29, 5), (784, 50, 10), (65, 64, 1)])
+def test_l2_penalty_touches_only_the_weights(rng, dtype, sizes):
+    # blocks of every length against whole vectors: shorter than one, a tail past four
+    params, offsets, sz = _net(rng, sizes, dtype)
+    grads = rng.standard_normal(params.shape).astype(dtype)
+    before = grads.copy()
     total = l2_penalty(grads, params, offsets, sz, 0.5)
     layout = lay.param_layout(sizes)
     for p in layout:
         part = slice(p.offset, p.offset + int(np.prod(p.shape)))
-        np.testing.assert_array_equal(grads[part], 0.5 * params[part] if p.kind == "W" else 0)
-    assert total == pytest.approx(sum((params[p.offset:p.offset + int(np.prod(p.shape))] ** 2).sum()
-                                      for p in layout if p.kind == "W"), rel=1e-14)
+        if p.kind == "W":
+            assert_near(grads[part], before[part] + 0.5 * params[part].astype(np.float64), dtype)
+        else:
+            np.testing.assert_array_equal(grads[part], before[part])
+    want = sum((params[p.offset:p.offset + int(np.prod(p.shape))].astype(np.float64) ** 2).sum()
+               for p in layout if p.kind == "W")
+    assert total == pytest.approx(want, rel=1e-13 if dtype == np.float64 else 1e-6)

@@ -1,6 +1,7 @@
 """The sparse first layer (kernels/sparse.py) against the dense NumPy reference, and sparse
 input through Network and fit against the same network on the same data made dense."""
 import os
+from fractions import Fraction
 import subprocess
 import sys
 
@@ -104,6 +105,29 @@ def test_masked_loads_and_stores_touch_only_the_first_n_lanes(dtype, n):
     k = min(max(n, 0), L)
     want[3:3 + k] = src[3:3 + k]
     np.testing.assert_array_equal(dst, want)
+
+
+@njit
+def _lanes_sum_and_products(a, b, acc):
+    # (the sum of a's lanes, a vector of a * b + acc) over one vector of each
+    L = simd.lanes(a)
+    out = np.empty_like(a)
+    simd.vstore(out, 0, simd.vfma(simd.vload(a, 0, L), simd.vload(b, 0, L), simd.vload(acc, 0, L)), L)
+    return simd.vsum(simd.vload(a, 0, L)), out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lane_sum_and_lanewise_fused_multiply_add(rng, dtype):
+    L = simd.lanes(dtype)
+    a, b, acc = (rng.standard_normal(L).astype(dtype) for _ in range(3))
+    total, fma = _lanes_sum_and_products(a, b, acc)
+    want = a.copy()  # halves added lane by lane until one is left
+    while want.shape[0] > 1:
+        want = want[:want.shape[0] // 2] + want[want.shape[0] // 2:]
+    assert total == want[0]
+    # one rounding of the exact a·b + acc (a float32 product is exact in float64)
+    exact = [float(Fraction(float(p)) * Fraction(float(q)) + Fraction(float(r))) for p, q, r in zip(a, b, acc)]
+    np.testing.assert_array_equal(fma, np.array(exact, dtype))
 
 
 def _placed(shape, dtype, skip):
