@@ -22,7 +22,8 @@ import scipy.sparse as sp
 from fastbp.checks import as_batch, float_dtype
 from fastbp.kernels import layout
 from fastbp.kernels.simd import lanes
-from fastbp.kernels.sparse import Csr, TnWork, dense_row_counts, dense_to_csr, forward_work, padded_width
+from fastbp.kernels.sparse import (Csr, TnWork, csr_column_counts, csr_cuts, dense_row_counts, dense_to_csr, forward_work,
+                                   padded_width)
 
 POLICIES = ("auto", True, False)
 AUTO_DENSITY = 0.25  # dense input at most this fraction nonzero takes the sparse path under "auto"
@@ -43,15 +44,20 @@ def check_policy(sparse, name="sparse"):
 # even at 4 rows of 50 outputs, 600 nonzeros; 1.2x faster at 1,500, 1.5x at 5,000).
 PARTS = 2
 MIN_PART_WORK = 1024
+ROOM_STEP = layout.ALIGN // 4  # entries: a whole number of cache lines of int64 and of float32 or float64
 
 
 def column_splits(counts, width, dtype, parts):
     """(T+1,) int64 cuts from 0 to D: the columns (W1's rows) in T <= parts ranges holding
     about equal shares of the nonzeros, counts (D,) of them per column; each cut on a row of
-    W1 (width outputs of dtype) that starts on a cache line, so no line is written by two
-    parts. [0, D] (one part) where no cut leaves every part some nonzeros."""
+    W1 (width outputs of dtype) that starts on a cache line, and on a line of the scratch's
+    per-column int64 arrays (TnWork.count, .cols), so no line is written by two parts: one
+    line written by both moves between the cores at every write (with MNIST's cut between
+    two central pixels, a 2-thread update took 57 us instead of 33). [0, D] (one part) where
+    no cut leaves every part some nonzeros."""
     D = counts.shape[0]
-    step = layout.ALIGN // math.gcd(width * np.dtype(dtype).itemsize, layout.ALIGN)
+    step = math.lcm(layout.ALIGN // math.gcd(width * np.dtype(dtype).itemsize, layout.ALIGN),
+                    layout.ALIGN // np.dtype(np.int64).itemsize)
     before = np.r_[0, np.cumsum(counts)]  # before[j]: the nonzeros in columns 0..j-1
     at = np.arange(step, D, step)          # where a cut may go
     cuts = [0]
@@ -110,17 +116,15 @@ class SparseRows:
     def column_counts(self):
         """(D,) int64: the nonzeros in each column."""
         if self._counts is None:
-            self._counts = np.bincount(self.indices[self.indptr[0]:self.indptr[-1]], minlength=self.shape[1])
+            self._counts = np.zeros(self.shape[1], np.int64)
+            csr_column_counts(self._counts, self.indptr, self.indices)
         return self._counts
 
     def cuts(self, splits):
         """(T-1, N) int64 for parts splits (T+1,): cuts[t-1, r], the first position in row r
         (into indices and data) whose column is at least splits[t]."""
-        starts, lengths = self.indptr[:-1], np.diff(self.indptr)
         out = np.empty((splits.shape[0] - 2, self.shape[0]), np.int64)
-        for k, j in enumerate(splits[1:-1]):
-            below = np.r_[0, np.cumsum(self.indices < j)]  # over the whole array: indptr is absolute
-            out[k] = starts + below[starts + lengths] - below[starts]
+        csr_cuts(out, self.indptr, self.indices, np.asarray(splits, np.int64))
         return out
 
     def splits(self, batch_size, width):
@@ -147,13 +151,16 @@ class SparseRows:
             if cap <= self._cap and size <= w.dz.shape[0] and parts <= w.parts.shape[0]:
                 return w
             cap, size, parts = max(cap, self._cap), max(size, w.dz.shape[0]), max(parts, w.parts.shape[0])
-        # part t's room in ti/tv: its nonzeros in a batch, at most cap and at most the set's
+        # part t's room in ti/tv: its nonzeros in a batch, at most cap and at most the set's,
+        # rounded up to whole cache lines (each part's share starts on its own line, as do
+        # count and cols: every array the parts write is aligned, see column_splits)
         before = np.r_[0, np.cumsum(self.column_counts())]
-        starts = np.r_[0, np.cumsum(np.minimum(np.diff(before[splits]), cap))].astype(np.int64)
+        room = np.minimum(np.diff(before[splits]), cap)
+        starts = np.r_[0, np.cumsum(-(-room // ROOM_STEP) * ROOM_STEP)].astype(np.int64)
         D = self.shape[1]
-        self._work = TnWork(splits, self.cuts(splits), False, layout.zeros(parts, self.dtype), np.zeros(D, np.int64),
-                            np.empty(D, np.int64), np.empty(starts[-1], np.int64), np.empty(starts[-1], self.dtype),
-                            starts, layout.zeros(size, self.dtype))
+        self._work = TnWork(splits, self.cuts(splits), False, layout.zeros(parts, self.dtype),
+                            layout.zeros(D, np.int64), layout.zeros(D, np.int64), layout.zeros(starts[-1], np.int64),
+                            layout.zeros(starts[-1], self.dtype), starts, layout.zeros(size, self.dtype))
         self._cap = cap
         return self._work
 

@@ -22,6 +22,11 @@ kernel here nothing is bounds-checked: callers keep start + n within the array.
     vmul(s, v)                   s * v, the scalar broadcast
     vsum(v)                      the sum of v's lanes, added pairwise in a fixed order
     prefetch(a, start)           a hint: bring the line of a.flat[start] into cache
+    count_nonzero(a, start, n)   how many of a.flat[start:start + n] are not 0 (n <= lanes)
+    store_nonzero(vals, cols, q, a, start, n, j0)
+                                 those entries packed into vals[q:q + k] and their numbers
+                                 j0 + lane into cols[q:q + k] (int32), in lane order; returns k
+                                 (llvm.masked.compressstore: nothing past q + k is written)
 """
 import numpy as np
 from llvmlite import ir
@@ -218,3 +223,56 @@ def prefetch(typingctx, a, start):
 
     return types.none(a, start), codegen
 
+
+def _nonzero_lanes(context, builder, arrty, arr, start, startty, n, nty):
+    # (the vector a.flat[start:start + n], zeros past n; <lanes x i1>: which of them are not 0)
+    vec = _vec_of(arrty.dtype)
+    vty = context.get_value_type(vec)
+    ptr = _element_pointer(context, builder, arrty, arr, start, startty)
+    mask = _mask(builder, vec.lanes, context.cast(builder, n, nty, types.int64))
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty]),
+                                        f"llvm.masked.load.{_llvm_name(vec)}.p0")
+    v = builder.call(fn, [ptr, ir.Constant(ir.IntType(32), vec.dtype.bitwidth // 8), mask, ir.Constant(vty, None)])
+    return v, builder.fcmp_unordered("!=", v, ir.Constant(vty, None))  # NaN counts as not 0
+
+
+def _popcount(builder, bits, lanes):
+    word = builder.bitcast(bits, ir.IntType(lanes))
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(word.type, [word.type]), f"llvm.ctpop.i{lanes}")
+    return builder.zext(builder.call(fn, [word]), ir.IntType(64))
+
+
+@intrinsic
+def count_nonzero(typingctx, a, start, n):
+    _check_array(a)
+
+    def codegen(context, builder, sig, args):
+        _, nonzero = _nonzero_lanes(context, builder, sig.args[0], args[0], args[1], sig.args[1], args[2], sig.args[2])
+        return _popcount(builder, nonzero, _vec_of(a.dtype).lanes)
+
+    return types.int64(a, start, n), codegen
+
+
+@intrinsic
+def store_nonzero(typingctx, vals, cols, q, a, start, n, j0):
+    _check_array(a)
+    if not (isinstance(vals, types.Array) and vals.layout == "C" and vals.dtype == a.dtype):
+        raise TypeError(f"store_nonzero: vals must be a C-contiguous array of {a.dtype}, got {vals}")
+    if not (isinstance(cols, types.Array) and cols.layout == "C" and cols.dtype == types.int32):
+        raise TypeError(f"store_nonzero: cols must be a C-contiguous int32 array, got {cols}")
+    lanes = _vec_of(a.dtype).lanes
+
+    def codegen(context, builder, sig, args):
+        v, nonzero = _nonzero_lanes(context, builder, sig.args[3], args[3], args[4], sig.args[4], args[5], sig.args[5])
+        i32 = ir.IntType(32)
+        first = builder.trunc(context.cast(builder, args[6], sig.args[6], types.int64), i32)
+        numbers = builder.add(_splat(builder, first, lanes), ir.Constant(ir.VectorType(i32, lanes), list(range(lanes))))
+        for arrty, arr, value in ((sig.args[0], args[0], v), (sig.args[1], args[1], numbers)):
+            ptr = _element_pointer(context, builder, arrty, arr, args[2], sig.args[2])
+            suffix = f"v{lanes}{'f' if value is v else 'i'}{a.dtype.bitwidth if value is v else 32}"
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [value.type, ptr.type,
+                                                nonzero.type]), f"llvm.masked.compressstore.{suffix}")
+            builder.call(fn, [value, ptr, nonzero])
+        return _popcount(builder, nonzero, lanes)
+
+    return types.int64(vals, cols, q, a, start, n, j0), codegen

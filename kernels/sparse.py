@@ -42,7 +42,7 @@ from numba.np.ufunc.parallel import _launch_threads
 from .affine import _act
 from .codes import IDENTITY
 from .config import CACHE, FASTMATH
-from .simd import VECTOR_BYTES, lanes, prefetch, vadd, vfma, vload, vstore, vzero
+from .simd import VECTOR_BYTES, count_nonzero, lanes, prefetch, store_nonzero, vadd, vfma, vload, vstore, vzero
 
 # The threaded parts are parallel functions called from compiled functions that are not.
 # numba starts its threads, and registers the symbols parallel code calls, when it compiles
@@ -343,24 +343,43 @@ def _transpose(count, cols, ti, tv, indptr, indices, data, rows, cuts, t, stride
 
 
 @njit(cache=CACHE)
+def csr_cuts(out, indptr, indices, splits):
+    # out (T-1, R) int64: out[t-1, r], the first position in CSR row r (R rows, indptr
+    # (R+1,), each row's indices in increasing order) whose column is at least splits[t]
+    for r in range(out.shape[1]):
+        lo, hi = indptr[r], indptr[r + 1]
+        for t in range(out.shape[0]):
+            out[t, r] = lo + np.searchsorted(indices[lo:hi], splits[t + 1])
+
+
+@njit(cache=CACHE)
+def csr_column_counts(counts, indptr, indices):
+    # counts (D,) int64, zeros on entry: the nonzeros of each column of the CSR rows
+    for p in range(indptr[0], indptr[-1]):
+        counts[indices[p]] += 1
+
+
+@njit(cache=CACHE)
 def dense_row_counts(counts, x):
-    # counts (N,) int64: the nonzeros of each row of x (N, D)
-    for i in range(x.shape[0]):
+    # counts (N,) int64: the nonzeros of each row of x (N, D) C-contiguous, a vector at a time
+    N, D = x.shape
+    L = lanes(x)
+    for i in range(N):
         c = 0
-        for j in range(x.shape[1]):
-            c += x[i, j] != 0
+        for j0 in range(0, D, L):
+            c += count_nonzero(x, i * D + j0, min(D - j0, L))
         counts[i] = c
 
 
 @njit(cache=CACHE)
 def dense_to_csr(indices, data, indptr, x):
-    # x (N, D) into CSR: indptr (N+1,) already the running sums of dense_row_counts;
-    # fills indices (nnz,) int32 and data (nnz,) in column order
-    for i in range(x.shape[0]):
+    # x (N, D) C-contiguous into CSR: indptr (N+1,) already the running sums of
+    # dense_row_counts; fills indices (nnz,) int32 and data (nnz,) in column order, a vector
+    # of x at a time (its nonzeros packed by one compress-store: no branch per entry, which
+    # mispredicts on a row's zeros and nonzeros as they come)
+    N, D = x.shape
+    L = lanes(x)
+    for i in range(N):
         q = indptr[i]
-        for j in range(x.shape[1]):
-            v = x[i, j]
-            if v != 0:
-                indices[q] = j
-                data[q] = v
-                q += 1
+        for j0 in range(0, D, L):
+            q += store_nonzero(data, indices, q, x, i * D + j0, min(D - j0, L), j0)

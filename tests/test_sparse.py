@@ -17,7 +17,7 @@ from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
 from fastbp.datasets import load_mnist
 from fastbp.kernels import layout, reference, simd
 from fastbp.kernels.sparse import on_threads, padded_width, sparse_affine_forward, sparse_tn_update
-from fastbp.sparse import AUTO_DENSITY, PARTS, SparseRows, as_sparse_rows, column_splits
+from fastbp.sparse import AUTO_DENSITY, PARTS, SparseRows, as_sparse_rows, column_splits, dense_to_rows, row_counts
 
 MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
 needs_mnist = pytest.mark.skipif(not os.path.isdir(MNIST), reason="needs ../shared/data/mnist")
@@ -219,6 +219,18 @@ def test_cuts_are_where_each_rows_part_begins(rng):
             a, e = rows.indptr[i], rows.indptr[i + 1]
             want = a + np.searchsorted(rows.indices[a:e], splits[1:-1])
             np.testing.assert_array_equal(cuts[:, i], want)
+        a, e = rows.indptr[0], rows.indptr[-1]
+        np.testing.assert_array_equal(rows.column_counts(), np.bincount(rows.indices[a:e], minlength=97))
+
+
+def test_each_parts_scratch_starts_on_its_own_cache_line(rng):
+    # a line written by two parts would move between the cores at every write
+    x = sparse_matrix(rng, 300, 97, 0.3, np.float32)
+    r = as_sparse_rows(sp.csr_matrix(x), 97, np.float32)
+    w = r.work(r.max_batch_nnz(40), (40, 50), np.array([0, 8, 40, 97], np.int64))
+    for a in (w.count, w.cols, w.ti, w.tv, w.dz, w.parts):
+        assert a.ctypes.data % 64 == 0
+    assert (w.starts * 4 % 64 == 0).all() and (w.starts * 8 % 64 == 0).all()
 
 
 @pytest.mark.parametrize("dtype,width", [(np.float32, 50), (np.float32, 64), (np.float64, 50), (np.float32, 1),
@@ -232,7 +244,8 @@ def test_the_cut_halves_the_nonzeros_on_a_cache_line(dtype, width):
     assert splits[0] == 0 and splits[-1] == 784 and splits.shape == (3,)
     cut = int(splits[1])
     assert cut * width * np.dtype(dtype).itemsize % 64 == 0  # no line of W1 is written by both parts
-    step = 64 // np.gcd(width * np.dtype(dtype).itemsize, 64)
+    assert cut % 8 == 0  # nor of the scratch's int64 arrays per column (count, cols)
+    step = np.lcm(64 // np.gcd(width * np.dtype(dtype).itemsize, 64), 8)
     before = np.r_[0, np.cumsum(counts)]
     # the best such cut: no other multiple of step leaves the halves nearer equal
     others = np.arange(step, 784, step)
@@ -431,6 +444,24 @@ def test_unsorted_and_duplicate_indices_are_summed_and_the_callers_matrix_untouc
     for a, b in zip(kept, (xs.data, xs.indices, xs.indptr)):
         np.testing.assert_array_equal(a, b)
     assert not xs.has_sorted_indices
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("D", [1, 7, 8, 16, 17, 33, 784])
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.5, 1.0])
+def test_dense_to_rows_is_scipys_csr(rng, dtype, D, density):
+    # a vector of x at a time (kernels/simd.py: count_nonzero, store_nonzero): every width
+    # against whole vectors, empty and full rows; -0.0 is a zero, as for scipy
+    x = sparse_matrix(rng, 13, D, density, dtype)
+    x[x < -0.5] = -0.0
+    x[3] = 0.0
+    counts = row_counts(x)
+    np.testing.assert_array_equal(counts, (x != 0).sum(axis=1))
+    got, want = dense_to_rows(x, counts), sp.csr_matrix(x)
+    np.testing.assert_array_equal(got.indptr, want.indptr)
+    np.testing.assert_array_equal(got.indices, want.indices)
+    np.testing.assert_array_equal(got.data, want.data)
+    assert got.data.dtype == dtype and got.indices.dtype == np.int32
 
 
 @pytest.mark.parametrize("layout", ["fortran", "strided"])
