@@ -145,7 +145,7 @@ class SparseRows:
             return self._no_work
         N, M = dz_shape
         splits = self.splits(N, M) if splits is None else np.asarray(splits, np.int64)
-        size, parts = N * padded_width(M, self.data), (splits.shape[0] - 2) * N * M
+        size, parts = (splits.shape[0] - 1) * N * padded_width(M, self.data), (splits.shape[0] - 2) * N * M
         w = self._work
         if w is not None and np.array_equal(w.splits, splits):
             if cap <= self._cap and size <= w.dz.shape[0] and parts <= w.parts.shape[0]:

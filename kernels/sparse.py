@@ -24,8 +24,9 @@ Forward:  out = act(x·W + b). Per row and part, a block of 4 vectors of output
           out = act(out + parts[0] + ...), in part order.
 Backward: C = beta·C + alpha·xᵀ·dz. Each part groups its nonzeros of the batch by
           column (in O(nnz)), dz copied first to rows that start on cache lines
-          unless its rows already do; then each row j of C that a nonzero names is
-          read once, gets alpha·Σ_i x[i, j]·dz[i, :] added, and is written once; no
+          unless its rows already do (on threads, each part its own copy); then
+          each row j of C that a nonzero names is read once, gets
+          alpha·Σ_i x[i, j]·dz[i, :] added, and is written once; no
           other row is touched; beta != 1 (weight decay, or 0 for a fresh gradient)
           is one pass over the part's rows of C. In turn, all parts are grouped at
           once: each row of C gets the same operations in the same order.
@@ -70,9 +71,10 @@ def is_csr(x):
 # sums of parts 1..T-1. The backward's scratch: count (D,) int64 zeros, cols (D,) int64
 # (part t uses cols[splits[t]:splits[t+1]]), ti and tv (cap,) int64 and float, part t's
 # grouped nonzeros in ti/tv[starts[t]:starts[t+1]] (starts (T+1,) int64; each part's room
-# at least its nonzeros in a batch), and dz (N·Mp,) float starting on a cache line,
-# Mp = M rounded up to whole vectors (shorter: dz is read where it lies; see
-# _aligned_rows). A forward pass needs none of the scratch.
+# at least its nonzeros in a batch, in whole cache lines), and dz (T·N·Mp,) float starting
+# on a cache line, Mp = M rounded up to whole vectors: room for a copy of dz per part on
+# threads, the first used in turn (shorter: dz is read where it lies; see _aligned_rows).
+# A forward pass needs none of the scratch.
 TnWork = namedtuple("TnWork", "splits cuts threaded parts count cols ti tv starts dz")
 
 
@@ -265,13 +267,18 @@ def _tn_part(C, d, M, indptr, indices, data, rows, count, cols, ti, tv, j0, j1, 
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
-def _tn_threads(C, d, M, indptr, indices, data, rows, count, cols, ti, tv, starts, splits, cuts, alpha, beta):
-    # the parts at once, one per thread: each writes only its rows of C and of count, and its
-    # own shares of cols, ti and tv
-    for t in prange(splits.shape[0] - 1):
+def _tn_threads(C, dz, scratch, indptr, indices, data, rows, count, cols, ti, tv, starts, splits, cuts, alpha, beta):
+    # the parts at once, one per thread: each writes only its rows of C and of count, its own
+    # shares of cols, ti and tv, and its own copy of dz (scratch holds one per part): dz comes
+    # from the calling thread's core, and one sequential read of it per part is cheaper than
+    # that core's lines fetched one by one as the nonzeros name them
+    T = splits.shape[0] - 1
+    share = scratch.shape[0] // T
+    for t in prange(T):
         j0, j1, q0, q1 = splits[t], splits[t + 1], starts[t], starts[t + 1]
-        _tn_part(C, d, M, indptr, indices, data, rows, count, cols[j0:j1], ti[q0:q1], tv[q0:q1], j0, j1, cuts, t,
-                 alpha, beta)
+        d = _aligned_rows(dz, scratch[t * share:(t + 1) * share])
+        _tn_part(C, d, dz.shape[1], indptr, indices, data, rows, count, cols[j0:j1], ti[q0:q1], tv[q0:q1], j0, j1,
+                 cuts, t, alpha, beta)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -279,13 +286,12 @@ def sparse_tn_update(C, x, dz, alpha, beta):
     # C (D, M) = beta·C + alpha·xᵀ·dz, x a Csr batch of N rows with backward scratch, dz (N, M).
     # Without threads, all parts at once: each row of C gets what its part would give it.
     w = x.work
-    d = _aligned_rows(dz, w.dz)
     if w.splits.shape[0] > 2 and w.threaded:
-        _tn_threads(C, d, dz.shape[1], x.indptr, x.indices, x.data, x.rows, w.count, w.cols, w.ti, w.tv,
+        _tn_threads(C, dz, w.dz, x.indptr, x.indices, x.data, x.rows, w.count, w.cols, w.ti, w.tv,
                     w.starts, w.splits, w.cuts, alpha, beta)
     else:
-        _tn_part(C, d, dz.shape[1], x.indptr, x.indices, x.data, x.rows, w.count, w.cols, w.ti, w.tv,
-                 0, C.shape[0], w.cuts[:0], 0, alpha, beta)
+        _tn_part(C, _aligned_rows(dz, w.dz), dz.shape[1], x.indptr, x.indices, x.data, x.rows, w.count, w.cols,
+                 w.ti, w.tv, 0, C.shape[0], w.cuts[:0], 0, alpha, beta)
 
 
 @njit(inline="always")
