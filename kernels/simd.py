@@ -22,6 +22,16 @@ kernel here nothing is bounds-checked: callers keep start + n within the array.
     vmul(s, v)                   s * v, the scalar broadcast
     vsum(v)                      the sum of v's lanes, added pairwise in a fixed order
     prefetch(a, start)           a hint: bring the line of a.flat[start] into cache
+    vload_fill(a, start, n, f)   vload, with f (a scalar) in the lanes past n
+    vmax_lanes(v)                the largest lane (with NaN lanes: some lane, NaN or not,
+                                 depending on where they lie)
+    vsubs(v, s)                  v - s, the scalar broadcast
+    vadd_lane(v, k, s)           v with s added to lane k alone (k an integer)
+    vexp(v)                      exp of each lane, float32 only: Cephes' expf (range reduction
+                                 by ln 2 in two parts, a degree-7 polynomial, 2^n put into the
+                                 exponent bits), within 2 ulp of the correctly rounded value;
+                                 lanes below -87.34 give 0 (a float32 subnormal or 0), -inf 0,
+                                 NaN NaN; lanes above 88 are taken as 88 (meant for x - max <= 0)
     count_nonzero(a, start, n)   how many of a.flat[start:start + n] are not 0 (n <= lanes)
     store_nonzero(vals, cols, q, a, start, n, j0)
                                  those entries packed into vals[q:q + k] and their numbers
@@ -78,6 +88,29 @@ def _mask(builder, lanes, n):
     return builder.bitcast(builder.trunc(bits, ir.IntType(lanes)), ir.VectorType(ir.IntType(1), lanes))
 
 
+def _halving(builder, x, lanes, combine):
+    # lanes -> 1: the low half combined with the high half, lane by lane, until one is left
+    n = lanes
+    while n > 1:
+        n //= 2
+        lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n))))
+        hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n, 2 * n))))
+        x = combine(lo, hi)
+    return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+
+
+def _masked_load(context, builder, arrty, arr, start, startty, n, nty, fill=None):
+    # a.flat[start:start + n] as a vector, the other lanes fill (a vector; zeros if None)
+    vec = _vec_of(arrty.dtype)
+    vty = context.get_value_type(vec)
+    ptr = _element_pointer(context, builder, arrty, arr, start, startty)
+    mask = _mask(builder, vec.lanes, context.cast(builder, n, nty, types.int64))
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty]),
+                                        f"llvm.masked.load.{_llvm_name(vec)}.p0")
+    align = ir.Constant(ir.IntType(32), vec.dtype.bitwidth // 8)
+    return builder.call(fn, [ptr, align, mask, ir.Constant(vty, None) if fill is None else fill])
+
+
 def _element_pointer(context, builder, arrty, arr, start, startty):
     ary = context.make_array(arrty)(context, builder, arr)
     return builder.gep(ary.data, [context.cast(builder, start, startty, types.int64)])
@@ -105,13 +138,7 @@ def vload(typingctx, a, start, n):
     vec = _vec_of(a.dtype)
 
     def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        vty = context.get_value_type(vec)
-        mask = _mask(builder, vec.lanes, context.cast(builder, args[2], sig.args[2], types.int64))
-        fnty = ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{_llvm_name(vec)}.p0")
-        align = ir.Constant(ir.IntType(32), vec.dtype.bitwidth // 8)
-        return builder.call(fn, [ptr, align, mask, ir.Constant(vty, None)])
+        return _masked_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], args[2], sig.args[2])
 
     return vec(a, start, n), codegen
 
@@ -192,15 +219,9 @@ def vsum(typingctx, v):
         raise TypeError(f"vsum: a vector is needed, got {v}")
 
     def codegen(context, builder, sig, args):
-        # halves added lane by lane until one lane is left: the same order on every machine
-        # (llvm.vector.reduce.fadd without reassoc adds the lanes one after another instead)
-        x, n = args[0], v.lanes
-        while n > 1:
-            n //= 2
-            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n))))
-            hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(ir.IntType(32), n), list(range(n, 2 * n))))
-            x = builder.fadd(lo, hi)
-        return builder.extract_element(x, ir.Constant(ir.IntType(32), 0))
+        # the same order on every machine (llvm.vector.reduce.fadd without reassoc adds the
+        # lanes one after another instead)
+        return _halving(builder, args[0], v.lanes, builder.fadd)
 
     return v.dtype(v), codegen
 
@@ -226,14 +247,8 @@ def prefetch(typingctx, a, start):
 
 def _nonzero_lanes(context, builder, arrty, arr, start, startty, n, nty):
     # (the vector a.flat[start:start + n], zeros past n; <lanes x i1>: which of them are not 0)
-    vec = _vec_of(arrty.dtype)
-    vty = context.get_value_type(vec)
-    ptr = _element_pointer(context, builder, arrty, arr, start, startty)
-    mask = _mask(builder, vec.lanes, context.cast(builder, n, nty, types.int64))
-    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [ptr.type, ir.IntType(32), mask.type, vty]),
-                                        f"llvm.masked.load.{_llvm_name(vec)}.p0")
-    v = builder.call(fn, [ptr, ir.Constant(ir.IntType(32), vec.dtype.bitwidth // 8), mask, ir.Constant(vty, None)])
-    return v, builder.fcmp_unordered("!=", v, ir.Constant(vty, None))  # NaN counts as not 0
+    v = _masked_load(context, builder, arrty, arr, start, startty, n, nty)
+    return v, builder.fcmp_unordered("!=", v, ir.Constant(v.type, None))  # NaN counts as not 0
 
 
 def _popcount(builder, bits, lanes):
@@ -276,3 +291,100 @@ def store_nonzero(typingctx, vals, cols, q, a, start, n, j0):
         return _popcount(builder, nonzero, lanes)
 
     return types.int64(vals, cols, q, a, start, n, j0), codegen
+
+
+@intrinsic
+def vload_fill(typingctx, a, start, n, fill):
+    _check_array(a)
+    vec = _vec_of(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        return _masked_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], args[2], sig.args[2],
+                            _scalar_as(context, builder, args[3], sig.args[3], vec))
+
+    return vec(a, start, n, fill), codegen
+
+
+@intrinsic
+def vmax_lanes(typingctx, v):
+    if not isinstance(v, Vec):
+        raise TypeError(f"vmax_lanes: a vector is needed, got {v}")
+
+    def codegen(context, builder, sig, args):
+        # a > b ? a : b (one vmaxps each on x86; llvm's NaN-aware maxnum reduction cost
+        # several times more)
+        return _halving(builder, args[0], v.lanes, lambda a, b: builder.select(builder.fcmp_ordered(">", a, b), a, b))
+
+    return v.dtype(v), codegen
+
+
+@intrinsic
+def vsubs(typingctx, v, s):
+    if not (isinstance(v, Vec) and isinstance(s, (types.Float, types.Integer))):
+        raise TypeError(f"vsubs: (vector, scalar) needed, got ({v}, {s})")
+
+    def codegen(context, builder, sig, args):
+        return builder.fsub(args[0], _scalar_as(context, builder, args[1], sig.args[1], v))
+
+    return v(v, s), codegen
+
+
+# Cephes expf: ln 2 = C1 + C2 with C1 exact in few bits, so n·C1 is exact; exp(r) for
+# |r| <= ln2/2 as 1 + r + r²·P(r)
+_EXP_LOG2E, _EXP_C1, _EXP_C2 = 1.44269504088896341, 0.693359375, -2.12194440e-4
+_EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
+_EXP_LOW, _EXP_HIGH = -87.33654, 88.0  # 2^n stays a normal float32 in between
+
+
+@intrinsic
+def vexp(typingctx, v):
+    if not (isinstance(v, Vec) and v.dtype == types.float32):
+        raise TypeError(f"vexp: a vector of float32 is needed, got {v}")
+
+    def codegen(context, builder, sig, args):
+        x = args[0]
+        vty = x.type
+        lanes = v.lanes
+
+        def const(c):
+            return ir.Constant(vty, [ir.Constant(ir.FloatType(), c)] * lanes)
+
+        def call(name, *xs):
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * len(xs)),
+                                                f"llvm.{name}.v{lanes}f32")
+            return builder.call(fn, list(xs))
+
+        xc = builder.select(builder.fcmp_ordered(">", x, const(_EXP_LOW)), x, const(_EXP_LOW))  # NaN -> LOW
+        xc = builder.select(builder.fcmp_ordered("<", xc, const(_EXP_HIGH)), xc, const(_EXP_HIGH))
+        n = call("roundeven", builder.fmul(xc, const(_EXP_LOG2E)))
+        r = call("fma", builder.fneg(n), const(_EXP_C1), xc)
+        r = call("fma", builder.fneg(n), const(_EXP_C2), r)
+        y = const(_EXP_P[0])
+        for c in _EXP_P[1:]:
+            y = call("fma", y, r, const(c))
+        y = call("fma", y, builder.fmul(r, r), builder.fadd(r, const(1.0)))
+        i32 = ir.VectorType(ir.IntType(32), lanes)
+        bits = builder.shl(builder.add(builder.fptosi(n, i32), ir.Constant(i32, [ir.Constant(ir.IntType(32), 127)] * lanes)),
+                           ir.Constant(i32, [ir.Constant(ir.IntType(32), 23)] * lanes))
+        e = builder.fmul(y, builder.bitcast(bits, vty))
+        e = builder.select(builder.fcmp_ordered("<", x, const(_EXP_LOW)), const(0.0), e)
+        return builder.select(builder.fcmp_unordered("uno", x, x), x, e)
+
+    return v(v), codegen
+
+
+@intrinsic
+def vadd_lane(typingctx, v, k, s):
+    if not (isinstance(v, Vec) and isinstance(k, types.Integer) and isinstance(s, (types.Float, types.Integer))):
+        raise TypeError(f"vadd_lane: (vector, integer, scalar) needed, got ({v}, {k}, {s})")
+
+    def codegen(context, builder, sig, args):
+        # a compare of the lane numbers with k picks the lane: no store and reload of v
+        i32 = ir.IntType(32)
+        lane = builder.trunc(context.cast(builder, args[1], sig.args[1], types.int64), i32)
+        iota = ir.Constant(ir.VectorType(i32, v.lanes), list(range(v.lanes)))
+        hit = builder.icmp_signed("==", iota, _splat(builder, lane, v.lanes))
+        add = _scalar_as(context, builder, args[2], sig.args[2], v)
+        return builder.fadd(args[0], builder.select(hit, add, ir.Constant(args[0].type, None)))
+
+    return v(v, k, s), codegen

@@ -44,8 +44,9 @@ def test_no_double_math_in_float32_kernel(kernel, args):
 
 
 def test_softmax_loss_is_float32_but_for_its_float64_loss_sum():
-    # by design the per-row loss is summed in float64 (a handful of scalar ops per row);
-    # nothing that touches the (N, C) arrays may be float64, so no double vectors
+    # by design the per-row loss is summed in float64 (a handful of scalar ops per row, in
+    # each of the two routes a row takes: one vector, or entry by entry); nothing that
+    # touches the (N, C) arrays may be float64, so no double vectors
     ir = float32_ir(softmax_loss.softmax_loss_forward_backward, (m22, m22, t2))
     assert not re.search(r"<\d+ x double>", ir)
-    assert len([line for line in ir.splitlines() if DOUBLE_MATH.search(line)]) < 12
+    assert len([line for line in ir.splitlines() if DOUBLE_MATH.search(line)]) < 24

@@ -5,7 +5,7 @@ from conftest import DTYPES, NUM_TOL, REF_TOL, assert_near, central_diff
 from fastbp.kernels import reference, softmax_loss
 
 # (N, C): batch 1, a single class, and odd sizes
-SHAPES = [(1, 1), (1, 10), (7, 1), (5, 3), (100, 10), (33, 17)]
+SHAPES = [(1, 1), (1, 10), (7, 1), (5, 3), (100, 10), (9, 16), (33, 17)]
 
 
 def data(rng, N, C, dtype, scale=3.0):
@@ -85,3 +85,22 @@ def test_huge_logit_row_does_not_swamp_the_others(dtype):
     assert softmax_loss.softmax_loss_forward(np.empty_like(logits), logits, t) == pytest.approx(expected, rel=1e-14)
     assert softmax_loss.softmax_loss_forward_backward(np.empty_like(logits), logits, t) == \
         pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("C", [3, 16, 17])
+@pytest.mark.parametrize("where", [0, 1, -1])
+def test_a_nan_logit_makes_its_row_nan_and_leaves_the_others(rng, dtype, C, where):
+    # a float32 row of up to 16 classes is one vector, a longer one goes entry by entry:
+    # either way a NaN anywhere in a row gives a NaN loss and a NaN gradient row
+    logits, t = data(rng, 4, C, dtype)
+    logits[2, where] = np.nan
+    dx, probs = np.empty_like(logits), np.empty_like(logits)
+    assert np.isnan(softmax_loss.softmax_loss_forward_backward(dx, logits, t))
+    assert np.isnan(softmax_loss.softmax_loss_forward(probs, logits, t))
+    assert np.isnan(softmax_loss.cross_entropy(logits, t))
+    assert np.isnan(dx[2]).all() and np.isnan(probs[2]).all()
+    keep = [0, 1, 3]
+    ref_probs, _ = reference.softmax_loss_forward(logits[keep], t[keep])
+    assert_near(probs[keep], ref_probs, dtype)
+    assert_near(dx[keep], reference.softmax_loss_backward(ref_probs, t[keep], 1.0) * 3 / 4, dtype)

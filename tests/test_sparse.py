@@ -1,7 +1,6 @@
 """The sparse first layer (kernels/sparse.py) against the dense NumPy reference, and sparse
 input through Network and fit against the same network on the same data made dense."""
 import os
-from fractions import Fraction
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
 from fastbp.datasets import load_mnist
-from fastbp.kernels import layout, reference, simd
+from fastbp.kernels import layout, reference
 from fastbp.kernels.sparse import on_threads, padded_width, sparse_affine_forward, sparse_tn_update
 from fastbp.sparse import AUTO_DENSITY, PARTS, SparseRows, as_sparse_rows, column_splits, dense_to_rows, row_counts
 
@@ -82,52 +81,6 @@ def test_rows_picked_from_the_matrix_with_repeats_and_empty_and_full_rows(rng, d
     sparse_tn_update(C, rows_of(x, dtype, rows), dz, -0.3, 1.0)
     assert_near(C, W - 0.3 * x[rows].T.astype(np.float64) @ dz, dtype)
     assert (C[11] == W[11]).all()  # a row no nonzero names is not touched at all
-
-
-def test_vector_width_is_64_bytes():
-    assert simd.lanes(np.float32) == 16 and simd.lanes(np.zeros(3)) == 8
-
-
-@njit
-def _masked_copy(dst, src, start, n):
-    simd.vstore(dst, start, simd.vload(src, start, n), n)
-    simd.prefetch(src, src.shape[0] + 1000)  # a hint past the end never faults
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [-3, 0, 1, 5, 8, 15, 16, 40])
-def test_masked_loads_and_stores_touch_only_the_first_n_lanes(dtype, n):
-    L = simd.lanes(dtype)
-    src = np.arange(1, 3 * L + 1, dtype=dtype)
-    dst = np.zeros_like(src)
-    _masked_copy(dst, src, 3, n)
-    want = np.zeros_like(src)
-    k = min(max(n, 0), L)
-    want[3:3 + k] = src[3:3 + k]
-    np.testing.assert_array_equal(dst, want)
-
-
-@njit
-def _lanes_sum_and_products(a, b, acc):
-    # (the sum of a's lanes, a vector of a * b + acc) over one vector of each
-    L = simd.lanes(a)
-    out = np.empty_like(a)
-    simd.vstore(out, 0, simd.vfma(simd.vload(a, 0, L), simd.vload(b, 0, L), simd.vload(acc, 0, L)), L)
-    return simd.vsum(simd.vload(a, 0, L)), out
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_lane_sum_and_lanewise_fused_multiply_add(rng, dtype):
-    L = simd.lanes(dtype)
-    a, b, acc = (rng.standard_normal(L).astype(dtype) for _ in range(3))
-    total, fma = _lanes_sum_and_products(a, b, acc)
-    want = a.copy()  # halves added lane by lane until one is left
-    while want.shape[0] > 1:
-        want = want[:want.shape[0] // 2] + want[want.shape[0] // 2:]
-    assert total == want[0]
-    # one rounding of the exact a·b + acc (a float32 product is exact in float64)
-    exact = [float(Fraction(float(p)) * Fraction(float(q)) + Fraction(float(r))) for p, q, r in zip(a, b, acc)]
-    np.testing.assert_array_equal(fma, np.array(exact, dtype))
 
 
 def _placed(shape, dtype, skip):
