@@ -18,11 +18,13 @@ users would pick instead. Contenders alternate round by round; medians are repor
                   against 16 bytes off one
     passes        predict over the 24,000 MNIST rows (sparse first layer) on one of
                   numba's threads and on all of them (rows split in blocks: kernels/mlp.py)
+    accuracy      the recipe's test accuracy over --seeds seeds, fastbp and scikit-learn,
+                  without accuracy passes (not in the default set: ~1 minute per seed)
     text          bag-of-words rows (--text-rows x 20,000 at 0.5%, seeded), a 20000-50-2
                   network, one epoch sparse against fastbp's own dense path (dense timed
                   on the first 5,000 rows and scaled: the whole set dense is 8 GB)
 
-    python -m bench.sparse [--rounds 5] [--epochs 42] [--text-rows 100000] [--only NAME ...]
+    python -m bench.sparse [--rounds 5] [--epochs 42] [--text-rows 100000] [--seeds 5] [--only NAME ...]
 """
 import argparse
 import os
@@ -46,6 +48,9 @@ from fastbp.sparse import as_sparse_rows
 from bench import numpy_baseline
 from bench.steps import sgd_product
 
+# seconds between whole runs: OpenBLAS's threads spin for a while after each product (and
+# numba's after each parallel region), and would take the cores of the next run's first epochs
+PAUSE = 0.5
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
 
 
@@ -206,21 +211,38 @@ def passes(x, rounds):
           f"{t['all'] / 1e3:.2f} ms on {threads}  x{t['one'] / t['all']:.2f}")
 
 
-def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True):
-    net = fastbp.TwoLayerNet(784, 50, 10, seed=0, sparse=sparse)
+def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True, seed=0):
+    net = fastbp.TwoLayerNet(784, 50, 10, seed=seed, sparse=sparse)
     start = time.perf_counter()
     if evals:
-        fastbp.fit(net, x, t, epochs=epochs, batch_size=100, lr=0.1, seed=0, eval_data=(xt, tt), progress=False)
+        fastbp.fit(net, x, t, epochs=epochs, batch_size=100, lr=0.1, seed=seed, eval_data=(xt, tt), progress=False)
     else:  # no accuracy pass at all, as scikit-learn's fit without scores
-        fastbp.fit(net, x, t, epochs=epochs, batch_size=100, lr=0.1, seed=0, progress=False, train_accuracy=False)
+        fastbp.fit(net, x, t, epochs=epochs, batch_size=100, lr=0.1, seed=seed, progress=False, train_accuracy=False)
     return time.perf_counter() - start, net.accuracy(xt, tt)
 
 
-def sklearn_recipe(x, t, xt, tt, epochs, evals=True):
+def accuracy(data, epochs, seeds):
+    """The recipe's test accuracy over seeds 0..seeds-1 (the initial weights and the
+    shuffles), fastbp against scikit-learn, both without accuracy passes: one run's
+    difference is mostly the seed's (fastbp draws the book's N(0, 0.01²) weights,
+    scikit-learn Glorot's uniform ones)."""
+    (x, t), (xt, tt) = data
+    acc = {"fastbp sparse": [], "scikit-learn": []}
+    for seed in range(seeds):
+        acc["fastbp sparse"].append(fastbp_recipe(x, t, xt, tt, epochs, True, False, seed)[1])
+        acc["scikit-learn"].append(sklearn_recipe(x, t, xt, tt, epochs, False, seed)[1])
+    print(f"test accuracy over seeds 0..{seeds - 1}, {epochs} epochs, no accuracy passes:")
+    for k, v in acc.items():
+        print(f"  {k:14} mean {np.mean(v):.4f}  sd {np.std(v, ddof=1) if seeds > 1 else 0:.4f}  "
+              f"range {min(v):.4f}-{max(v):.4f}")
+    print(f"  scikit-learn - fastbp: {100 * (np.mean(acc['scikit-learn']) - np.mean(acc['fastbp sparse'])):+.2f} points")
+
+
+def sklearn_recipe(x, t, xt, tt, epochs, evals=True, seed=0):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     clf = MLPClassifier(hidden_layer_sizes=(50,), solver="sgd", learning_rate_init=0.1, momentum=0.0,
-                        nesterovs_momentum=False, batch_size=100, alpha=0.0, random_state=0,
+                        nesterovs_momentum=False, batch_size=100, alpha=0.0, random_state=seed,
                         max_iter=1 if evals else epochs, warm_start=evals, shuffle=True, tol=0.0,
                         n_iter_no_change=10 ** 9)
     start = time.perf_counter()
@@ -252,6 +274,7 @@ def recipe(data, epochs, repeat):
     res = {k: [] for k in runs}
     for _ in range(repeat):
         for k, f in runs.items():
+            time.sleep(PAUSE)
             res[k].append(f())
     med = {k: statistics.median(s for s, _ in v) for k, v in res.items()}
     print(f"recipe: {len(x)} train / {len(xt)} test images, {epochs} epochs of {len(x) // 100} steps, "
@@ -297,6 +320,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=42)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--text-rows", type=int, default=100000)
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data-dir", default=SHARED)
     ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "alignment", "passes", "recipe", "text"])
     args = ap.parse_args()
@@ -313,6 +337,8 @@ def main():
         passes(data[0][0], args.rounds)
     if "recipe" in args.only:
         recipe(data, args.epochs, args.repeat)
+    if "accuracy" in args.only:
+        accuracy(data, args.epochs, args.seeds)
     if "text" in args.only:
         text(args.text_rows)
 
