@@ -1,4 +1,5 @@
-"""Explicit SIMD for the sparse kernels: 64-byte vectors kept in registers.
+"""Explicit SIMD: 64-byte vectors kept in registers, for the sparse kernels (sparse.py), the
+float32 softmax (softmax_loss.py), scikit-learn's L2 term (sk_solvers.py) and dense -> CSR.
 
 A numba loop that adds v * W[j, :] into an output row keeps the row in memory:
 every nonzero waits on the previous one's stores, and runtime alias checks sit in
