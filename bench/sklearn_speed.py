@@ -23,10 +23,8 @@ from sklearn.exceptions import ConvergenceWarning
 import fastbp
 from fastbp.datasets import load_mnist
 
-SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
-# seconds between fits: OpenBLAS's threads spin for a while after each product (and numba's
-# after each parallel region), and would take the cores of the next contender's first epochs
-PAUSE = 0.5
+from bench.sparse import PAUSE, SHARED  # the pause between fits; the shared MNIST folder
+
 SETTINGS = [("sgd", (50,)), ("adam", (50,)), ("sgd", (256, 128)), ("adam", (256, 128))]
 
 

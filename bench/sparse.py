@@ -48,8 +48,9 @@ from fastbp.sparse import as_sparse_rows
 from bench import numpy_baseline
 from bench.steps import sgd_product
 
-# seconds between whole runs: OpenBLAS's threads spin for a while after each product (and
-# numba's after each parallel region), and would take the cores of the next run's first epochs
+# seconds between whole runs (here and in bench/sklearn_speed.py): OpenBLAS's threads spin for
+# a while after each product (and numba's after each parallel region), and would take the
+# cores of the next run's first epochs
 PAUSE = 0.5
 SHARED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
 

@@ -15,6 +15,8 @@ touched). Indices are flat element indices into a C-contiguous array; like every
 kernel here nothing is bounds-checked: callers keep start + n within the array.
 
     lanes(a)                     lanes per vector of a's dtype: 16 for float32, 8 for float64
+    block_lanes(n, c0, L)        the lanes in use of the 4 vectors of L lanes that start at
+                                 c0 of a row of n entries (each 0..L)
     vload(a, start, n)           a.flat[start:start + n] as a vector, zeros in the other lanes
     vstore(a, start, v, n)       the first n lanes of v into a.flat[start:start + n]
     vzero(a)                     a vector of zeros of a's dtype
@@ -41,7 +43,7 @@ kernel here nothing is bounds-checked: callers keep start + n within the array.
 """
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model, overload
 
@@ -131,6 +133,12 @@ def lanes(a):
 def _lanes_for(a):
     n = VECTOR_BYTES // (a.dtype.bitwidth // 8)  # a compile-time constant inside a kernel
     return lambda a: n
+
+
+@njit(inline="always")
+def block_lanes(n, c0, L):
+    k = n - c0
+    return min(k, L), max(min(k - L, L), 0), max(min(k - 2 * L, L), 0), max(min(k - 3 * L, L), 0)
 
 
 @intrinsic
@@ -283,9 +291,10 @@ def store_nonzero(typingctx, vals, cols, q, a, start, n, j0):
         i32 = ir.IntType(32)
         first = builder.trunc(context.cast(builder, args[6], sig.args[6], types.int64), i32)
         numbers = builder.add(_splat(builder, first, lanes), ir.Constant(ir.VectorType(i32, lanes), list(range(lanes))))
-        for arrty, arr, value in ((sig.args[0], args[0], v), (sig.args[1], args[1], numbers)):
+        stores = ((sig.args[0], args[0], v, _llvm_name(_vec_of(a.dtype))),
+                  (sig.args[1], args[1], numbers, f"v{lanes}i32"))
+        for arrty, arr, value, suffix in stores:
             ptr = _element_pointer(context, builder, arrty, arr, args[2], sig.args[2])
-            suffix = f"v{lanes}{'f' if value is v else 'i'}{a.dtype.bitwidth if value is v else 32}"
             fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [value.type, ptr.type,
                                                 nonzero.type]), f"llvm.masked.compressstore.{suffix}")
             builder.call(fn, [value, ptr, nonzero])

@@ -23,7 +23,7 @@ from numba.extending import overload
 
 from .config import CACHE, DIVIDING, FASTMATH
 from .layout import param_block
-from .simd import lanes, vadd, vfma, vload, vstore, vsum, vzero
+from .simd import block_lanes, lanes, vadd, vfma, vload, vstore, vsum, vzero
 from .mlp import loss_kind, mlp_backward, mlp_loss_dy, mlp_loss_grad, n_rows
 from .train import batch_input, take_targets
 
@@ -41,8 +41,7 @@ def _weight_decay(G, W, s):
     n = W.shape[0]
     a0, a1, a2, a3 = vzero(W), vzero(W), vzero(W), vzero(W)
     for c0 in range(0, n, 4 * L):
-        k = n - c0
-        n0, n1, n2, n3 = min(k, L), max(min(k - L, L), 0), max(min(k - 2 * L, L), 0), max(min(k - 3 * L, L), 0)
+        n0, n1, n2, n3 = block_lanes(n, c0, L)
         w0, w1 = vload(W, c0, n0), vload(W, c0 + L, n1)
         w2, w3 = vload(W, c0 + 2 * L, n2), vload(W, c0 + 3 * L, n3)
         a0, a1, a2, a3 = vfma(w0, w0, a0), vfma(w1, w1, a1), vfma(w2, w2, a2), vfma(w3, w3, a3)

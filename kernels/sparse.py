@@ -43,7 +43,8 @@ from numba.np.ufunc.parallel import _launch_threads
 from .affine import _act
 from .codes import IDENTITY
 from .config import CACHE, FASTMATH
-from .simd import VECTOR_BYTES, count_nonzero, lanes, prefetch, store_nonzero, vadd, vfma, vload, vstore, vzero
+from .simd import (VECTOR_BYTES, block_lanes, count_nonzero, lanes, prefetch, store_nonzero, vadd, vfma, vload,
+                   vstore, vzero)
 
 # The threaded parts are parallel functions called from compiled functions that are not.
 # numba starts its threads, and registers the symbols parallel code calls, when it compiles
@@ -103,13 +104,6 @@ U1, U2 = U(1), U(2)
 
 
 @njit(inline="always")
-def _counts(M, c0, L):
-    # lanes in use of the 4 vectors of the column block starting at c0
-    n = M - c0
-    return min(n, L), max(min(n - L, L), 0), max(min(n - 2 * L, L), 0), max(min(n - 3 * L, L), 0)
-
-
-@njit(inline="always")
 def _span(indptr, cuts, rows, i, t):
     # [lo, hi): the positions of batch row i's nonzeros in part t's columns (all of the
     # row's with one part)
@@ -125,7 +119,7 @@ def _row_sum(out, i, p0, p1, indices, data, W, b, bias):
     M = out.shape[1]
     L = lanes(out)
     for c0 in range(0, M, 4 * L):
-        n0, n1, n2, n3 = _counts(M, c0, L)
+        n0, n1, n2, n3 = block_lanes(M, c0, L)
         a0, a1, a2, a3 = vzero(out), vzero(out), vzero(out), vzero(out)
         if bias:
             a0, a1 = vload(b, c0, n0), vload(b, c0 + L, n1)
@@ -251,7 +245,7 @@ def _tn_part(C, d, M, indptr, indices, data, rows, count, cols, ti, tv, j0, j1, 
         j = cols[k]
         e = count[j]
         for c0 in range(0, M, 4 * L):
-            n0, n1, n2, n3 = _counts(M, c0, L)
+            n0, n1, n2, n3 = block_lanes(M, c0, L)
             a0, a1, a2, a3 = vzero(d), vzero(d), vzero(d), vzero(d)
             for q in range(U(s), U(e)):
                 v, o = tv[q], ti[q] + c0
