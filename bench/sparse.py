@@ -4,7 +4,9 @@ users would pick instead. Contenders alternate round by round; medians are repor
 
     first-layer   MNIST batches (100 x 784 -> 50, float32, the real images): forward
                   x·W1 + b + ReLU, and dW1 + SGD, sparse kernels vs the dense BLAS ones:
-                  one batch over and over, then an epoch's batches in turn (as in training)
+                  one batch over and over, then an epoch's batches in turn (as in training);
+                  the sparse kernels on W1 packed, as fit's SGD steps run them (and, for
+                  comparison, on W1 as it lies)
     crossover     the same two per step, an epoch's batches in turn, on random inputs at
                   densities 1%..60%: where sparse stops being faster
                   (fastbp.sparse.AUTO_DENSITY comes from here)
@@ -42,7 +44,7 @@ from fastbp.kernels.affine import affine_forward
 from fastbp.kernels import layout
 from fastbp.kernels.codes import RELU
 from fastbp.kernels.train import gather_rows
-from fastbp.kernels.sparse import on_threads, sparse_affine_forward, sparse_tn_update
+from fastbp.kernels.sparse import on_threads, pack_rows, sparse_affine_forward, sparse_tn_packed, sparse_tn_update
 from fastbp.sparse import as_sparse_rows
 
 from bench import numpy_baseline
@@ -82,19 +84,29 @@ def first_layer(x, rounds):
     batch, xb = xs.take(rows, xs.max_batch_nnz(100), (100, 50)), np.ascontiguousarray(x[rows])
     one, two = on_threads(batch, False), on_threads(batch, True)
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
+    Wp = packed(W)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
     t = apart({
-        "forward sparse": lambda: sparse_affine_forward(out, two, W, b, RELU),
-        "forward sparse 1": lambda: sparse_affine_forward(out, one, W, b, RELU),
-        "dW1+SGD sparse": lambda: sparse_tn_update(W, two, dz, -1e-30, 1.0),
-        "dW1+SGD sparse 1": lambda: sparse_tn_update(W, one, dz, -1e-30, 1.0),
+        "forward sparse": lambda: sparse_affine_forward(out, two, Wp, b, RELU),
+        "forward sparse 1": lambda: sparse_affine_forward(out, one, Wp, b, RELU),
+        "forward unpacked": lambda: sparse_affine_forward(out, two, W, b, RELU),
+        "dW1+SGD sparse": lambda: sparse_tn_packed(Wp, two, dz, -1e-30, 1.0),
+        "dW1+SGD sparse 1": lambda: sparse_tn_packed(Wp, one, dz, -1e-30, 1.0),
+        "dW1+SGD unpacked": lambda: sparse_tn_update(W, two, dz, -1e-30, 1.0),
     }, {
         "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
         "dW1+SGD dense": lambda: sgd_product(W, xb, dz),  # the same -1e-30 step
     }, rounds, 200)
     return t, int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
+
+
+def packed(W):
+    """W's packed copy, as fit's SGD steps on sparse input use it (kernels/sparse.py: pack_rows)."""
+    Wp = layout.zeros(W.shape[0] * -(-W.shape[1] // 16) * 16, np.float32).reshape(W.shape[0], -1)
+    pack_rows(Wp, W)
+    return Wp
 
 
 def apart(numba_threads, blas_threads, rounds, calls):
@@ -120,6 +132,7 @@ def epoch_first_layer(x, rounds, threads=(True, False)):
     cap = xs.max_batch_nnz(100)
     sparse_batches = {on: [on_threads(xs.take(rows, cap, (100, 50)), on) for rows in batches] for on in threads}
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
+    Wp = packed(W)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
@@ -127,8 +140,8 @@ def epoch_first_layer(x, rounds, threads=(True, False)):
 
     def sparse_epoch(on):
         for batch in sparse_batches[on]:
-            sparse_affine_forward(out, batch, W, b, RELU)
-            sparse_tn_update(W, batch, dz, -1e-30, 1.0)
+            sparse_affine_forward(out, batch, Wp, b, RELU)
+            sparse_tn_packed(Wp, batch, dz, -1e-30, 1.0)
 
     def dense_epoch():
         for rows in batches:
@@ -149,6 +162,8 @@ def mnist_first_layer(x, rounds):
         s, s1, d = t[f"{part} sparse"], t[f"{part} sparse 1"], t[f"{part} dense"]
         print(f"    {part:8} sparse {s:7.1f} us  sparse 1 {s1:7.1f} us  dense {d:7.1f} us  "
               f"dense/sparse {d / s:5.2f}  dense/sparse 1 {d / s1:5.2f}")
+    print(f"    (W1 unpacked, two threads: forward {t['forward unpacked']:.1f} us, "
+          f"dW1+SGD {t['dW1+SGD unpacked']:.1f} us)")
     e = epoch_first_layer(x, rounds)
     print(f"  an epoch's {len(x) // 100} batches in turn, per step (dense includes gathering the batch):")
     print(f"    forward + dW1+SGD  sparse {e['sparse']:7.1f} us  sparse 1 {e['sparse 1']:7.1f} us  "

@@ -29,7 +29,8 @@ from .optimizers import sgd_update
 from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
 from .mse_loss import half_sse_forward, half_sse_forward_backward, mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
-from .sparse import Csr, forward_work, is_csr, sparse_affine_forward, sparse_tn_update
+from .sparse import (Csr, forward_work, is_csr, is_packable, packed_view, sparse_affine_forward, sparse_tn_packed,
+                     sparse_tn_update)
 
 
 @njit(inline="always")
@@ -61,7 +62,12 @@ def first_forward(out, x, W, b, act):
 
 
 def first_weight_update(C, x, dz, alpha, beta):
-    """C = beta·C + alpha·xᵀ·dz (alpha 1, beta 0: dW; alpha -lr, beta 1 - lr·wd: SGD)."""
+    """C = beta·C + alpha·xᵀ·dz (alpha 1, beta 0: dW)."""
+
+
+def first_sgd_update(W, x, dz, alpha, beta):
+    """first_weight_update on W itself (alpha -lr, beta 1 - lr·wd: SGD); on the packed copy
+    of W where a training loop keeps one for a Csr x (sparse.py: with_packed)."""
 
 
 @overload(n_rows)
@@ -74,14 +80,21 @@ def _n_rows(x):
 @overload(first_forward)
 def _first_forward(out, x, W, b, act):
     if is_csr(x):
-        return lambda out, x, W, b, act: sparse_affine_forward(out, x, W, b, act)
+        return lambda out, x, W, b, act: sparse_affine_forward(out, x, packed_view(W, x), b, act)
     return lambda out, x, W, b, act: affine_forward(out, x, W, b, act)
 
 
 @overload(first_weight_update)
 def _first_weight_update(C, x, dz, alpha, beta):
     if is_csr(x):
-        return lambda C, x, dz, alpha, beta: sparse_tn_update(C, x, dz, alpha, beta)
+        def sparse(C, x, dz, alpha, beta):
+            # C's rows whole vectors on cache lines (W1 or dW1 64 float32 wide and more, in
+            # layout.py's buffers; or a packed copy): nonzero by nonzero, else grouped
+            if is_packable(C):
+                sparse_tn_packed(C, x, dz, alpha, beta)
+            else:
+                sparse_tn_update(C, x, dz, alpha, beta)
+        return sparse
 
     def dense(C, x, dz, alpha, beta):
         if beta == 0 and alpha == 1:
@@ -89,6 +102,13 @@ def _first_weight_update(C, x, dz, alpha, beta):
         else:
             gemm_tn_update(C, x, dz, alpha, beta)
     return dense
+
+
+@overload(first_sgd_update)
+def _first_sgd_update(W, x, dz, alpha, beta):
+    if is_csr(x):
+        return lambda W, x, dz, alpha, beta: first_weight_update(packed_view(W, x), x, dz, alpha, beta)
+    return lambda W, x, dz, alpha, beta: first_weight_update(W, x, dz, alpha, beta)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
@@ -267,7 +287,7 @@ def _backprop(grads, acts, deltas, params, offsets, sizes, x, act, sgd, lr, wd):
     dW, db = _weights(grads, offsets, sizes, 0)
     bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, 0), _act_of(0, L, act))
     if sgd:
-        first_weight_update(W, x, dcur, -lr, 1.0 - lr * wd)
+        first_sgd_update(W, x, dcur, -lr, 1.0 - lr * wd)
         sgd_update(b, db, lr, 0.0)
     else:
         first_weight_update(dW, x, dcur, 1.0, 0.0)

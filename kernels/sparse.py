@@ -31,6 +31,13 @@ Backward: C = beta·C + alpha·xᵀ·dz. Each part groups its nonzeros of the ba
           is one pass over the part's rows of C. In turn, all parts are grouped at
           once: each row of C gets the same operations in the same order.
           alpha = 1, beta = 0: dW = xᵀ·dz. alpha = -lr, beta = 1 - lr·wd: SGD on W.
+Packed:   on W packed (each row padded to whole vectors on its own cache lines:
+          pack_rows; or a W whose rows are so already) the backward needs no grouping:
+          sparse_tn_packed adds each nonzero's data·alpha·dz row into W's row at once,
+          W's rows walked in blocks that stay in L1 (faster at every width measured,
+          64 to 256 float32; docs/performance.md). A training loop packs W1 for its steps and puts it back after
+          (with_packed, release_packed; kernels/train.py); the forward reads the packed
+          rows as they are (W's rows may be longer than out's).
 The sums run in another order than BLAS's: results agree with the dense
 kernels to float rounding. reference.py's dense products are the referee.
 """
@@ -38,13 +45,14 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange, types
+from numba.extending import overload
 from numba.np.ufunc.parallel import _launch_threads
 
 from .affine import _act
 from .codes import IDENTITY
 from .config import CACHE, FASTMATH
 from .simd import (VECTOR_BYTES, block_lanes, count_nonzero, lanes, prefetch, store_nonzero, vadd, vfma, vload,
-                   vstore, vzero)
+                   vmul, vstore, vzero)
 
 # The threaded parts are parallel functions called from compiled functions that are not.
 # numba starts its threads, and registers the symbols parallel code calls, when it compiles
@@ -75,8 +83,10 @@ def is_csr(x):
 # at least its nonzeros in a batch, in whole cache lines), and dz (T·N·Mp,) float starting
 # on a cache line, Mp = M rounded up to whole vectors: room for a copy of dz per part on
 # threads, the first used in turn (shorter: dz is read where it lies; see _aligned_rows).
-# A forward pass needs none of the scratch.
-TnWork = namedtuple("TnWork", "splits cuts threaded parts count cols ti tv starts dz")
+# packed (>= D·Mp,) float starting on a cache line: room for W packed (pack_rows), and pack
+# (bool): whether the kernels use that copy instead of the W they are given (only while a
+# training loop keeps it, kernels/train.py: with_packed). A forward pass needs none of it.
+TnWork = namedtuple("TnWork", "splits cuts threaded parts count cols ti tv starts dz packed pack")
 
 
 @njit(cache=CACHE)
@@ -84,7 +94,8 @@ def forward_work(like):
     """The TnWork of a Csr for forward passes only: no scratch and one part (cuts (0, 0));
     `like`: an array of the data's dtype. A backward pass needs SparseRows.work's."""
     none = np.zeros(0, np.int64)
-    return TnWork(none, np.zeros((0, 0), np.int64), False, like[:0], none, none, none, like[:0], none, like[:0])
+    return TnWork(none, np.zeros((0, 0), np.int64), False, like[:0], none, none, none, like[:0], none, like[:0],
+                  like[:0], False)
 
 
 @njit(cache=CACHE)
@@ -116,7 +127,7 @@ def _span(indptr, cuts, rows, i, t):
 @njit(inline="always")
 def _row_sum(out, i, p0, p1, indices, data, W, b, bias):
     # out[i, :] = (b if bias else 0) + Σ over positions p in [p0, p1) of data[p]·W[indices[p], :]
-    M = out.shape[1]
+    M, Ws = out.shape[1], W.shape[1]  # W's rows may be longer than out's (packed: pack_rows)
     L = lanes(out)
     for c0 in range(0, M, 4 * L):
         n0, n1, n2, n3 = block_lanes(M, c0, L)
@@ -127,15 +138,15 @@ def _row_sum(out, i, p0, p1, indices, data, W, b, bias):
         e0, e1, e2, e3 = vzero(out), vzero(out), vzero(out), vzero(out)
         p = p0
         while p + U1 < p1:
-            v, j = data[p], indices[p] * M + c0
+            v, j = data[p], indices[p] * Ws + c0
             a0, a1 = vfma(v, vload(W, j, n0), a0), vfma(v, vload(W, j + L, n1), a1)
             a2, a3 = vfma(v, vload(W, j + 2 * L, n2), a2), vfma(v, vload(W, j + 3 * L, n3), a3)
-            v, j = data[p + U1], indices[p + U1] * M + c0
+            v, j = data[p + U1], indices[p + U1] * Ws + c0
             e0, e1 = vfma(v, vload(W, j, n0), e0), vfma(v, vload(W, j + L, n1), e1)
             e2, e3 = vfma(v, vload(W, j + 2 * L, n2), e2), vfma(v, vload(W, j + 3 * L, n3), e3)
             p += U2
         if p < p1:
-            v, j = data[p], indices[p] * M + c0
+            v, j = data[p], indices[p] * Ws + c0
             a0, a1 = vfma(v, vload(W, j, n0), a0), vfma(v, vload(W, j + L, n1), a1)
             a2, a3 = vfma(v, vload(W, j + 2 * L, n2), a2), vfma(v, vload(W, j + 3 * L, n3), a3)
         o = i * M + c0
@@ -223,21 +234,27 @@ def sparse_affine_forward(out, x, W, b, act):
 
 
 @njit(inline="always")
+def _scale_rows(C, j0, j1, beta):
+    # rows j0..j1-1 of C *= beta (set to 0 for beta 0, whatever they held; untouched for 1)
+    if beta == 0:
+        C[j0:j1] = 0
+    elif beta != 1:
+        for j in range(j0, j1):
+            for c in range(C.shape[1]):
+                C[j, c] *= beta
+
+
+@njit(inline="always")
 def _tn_part(C, d, M, indptr, indices, data, rows, count, cols, ti, tv, j0, j1, cuts, t, alpha, beta):
     # rows j0..j1-1 of C = beta·C + alpha·xᵀ·dz over them, the batch's nonzeros in those
     # columns being part t of each row by cuts (all of it with no cuts); d: dz's rows
     # (N, >= M) as _aligned_rows gives them; cols, ti, tv: this part's scratch.
     # Column by column of x (the part of the batch transposed first): each row of C that
     # the batch names is loaded once, gets all its nonzeros' dz rows (dz stays in L1) and is
-    # stored once. Row by row instead, a row of C is read and written once per nonzero, and
-    # the dirty lines go back and forth to L2 (measured 1.6x slower on MNIST batches).
+    # stored once. Row by row instead (as sparse_tn_packed goes), on rows that straddle cache
+    # lines every nonzero's stores do too: 1.9x slower on MNIST batches (M = 50, float32).
     # Every row of C gets the same operations in the same order whichever part holds it.
-    if beta == 0:
-        C[j0:j1] = 0
-    elif beta != 1:
-        for j in range(j0, j1):
-            for c in range(M):
-                C[j, c] *= beta
+    _scale_rows(C, j0, j1, beta)
     nc = _transpose(count, cols, ti, tv, indptr, indices, data, rows, cuts, t, d.shape[1])
     L = lanes(d)
     s = 0
@@ -286,6 +303,162 @@ def sparse_tn_update(C, x, dz, alpha, beta):
     else:
         _tn_part(C, _aligned_rows(dz, w.dz), dz.shape[1], x.indptr, x.indices, x.data, x.rows, w.count, w.cols,
                  w.ti, w.tv, 0, C.shape[0], w.cuts[:0], 0, alpha, beta)
+
+
+# The update on W packed (every row of W on its own cache lines, Mp entries, a whole number
+# of vectors, zeros past M; or W itself where its rows already are: is_packable). Then it
+# goes nonzero by nonzero, with no grouping by column: row i's alpha·dz in registers, W's row j loaded, data[p]·(alpha·dz[i]) added
+# and stored, four whole vectors per nonzero. W's rows are walked in blocks of about
+# PACKED_BLOCK_BYTES, every batch row once per block, so the rows being written stay in
+# L1. On rows that straddle cache lines (M = 50 float32: 200 bytes) the same loop took 146
+# us for the MNIST batch on one thread against the grouped update's 77 (a store across two
+# lines costs two); on packed rows 40 us (docs/performance.md, "Sparse inputs").
+PACKED_BLOCK_BYTES = 32 * 1024
+
+
+def is_packable(W):
+    """Are W's rows whole vectors on cache lines already, so that W is its own packed copy?"""
+
+
+@overload(is_packable)
+def _is_packable(W):
+    def impl(W):
+        return W.shape[1] % lanes(W) == 0 and W.ctypes.data % VECTOR_BYTES == 0
+    return impl
+
+
+@njit(cache=CACHE)
+def pack_rows(Wp, W):
+    # Wp (D, Mp) = W (D, M), zeros in columns M..Mp-1 (once per training call: plain slices)
+    M = W.shape[1]
+    Wp[:, :M] = W
+    Wp[:, M:] = 0
+
+
+@njit(cache=CACHE)
+def unpack_rows(W, Wp):
+    # W (D, M) = Wp[:, :M]
+    W[:, :] = Wp[:, :W.shape[1]]
+
+
+@njit(inline="always")
+def _scatter(Wp, q, hi, e, indices, data, c0, x0, x1, x2, x3, m0, m1, m2, m3):
+    # Wp[indices[p], c0:c0 + 4 vectors] += data[p]·(x0, x1, x2, x3), lanes m0..m3 of each, for
+    # the positions p from q on (before hi) whose column is below e; returns the first not taken
+    Mp, L = Wp.shape[1], lanes(Wp)
+    while q < hi and indices[q] < e:
+        v, r = data[q], indices[q] * Mp + c0
+        vstore(Wp, r, vfma(v, x0, vload(Wp, r, m0)), m0)
+        vstore(Wp, r + L, vfma(v, x1, vload(Wp, r + L, m1)), m1)
+        vstore(Wp, r + 2 * L, vfma(v, x2, vload(Wp, r + 2 * L, m2)), m2)
+        vstore(Wp, r + 3 * L, vfma(v, x3, vload(Wp, r + 3 * L, m3)), m3)
+        q += U1
+    return q
+
+
+@njit(inline="always")
+def _tn_packed_part(Wp, dz, indptr, indices, data, rows, j0, j1, cuts, t, alpha, beta):
+    # rows j0..j1-1 of Wp = beta·Wp + alpha·xᵀ·dz over them (part t of each batch row by
+    # cuts; all of it with none), in blocks; each row of Wp gets its nonzeros in batch-row order
+    N, M = dz.shape
+    Mp = Wp.shape[1]
+    L = lanes(Wp)
+    cursor, ends = np.empty(N, np.uint64), np.empty(N, np.uint64)
+    for i in range(N):
+        cursor[i], ends[i] = _span(indptr, cuts, rows, i, t)
+    nb = max(1, -(-((j1 - j0) * Mp * Wp.itemsize) // PACKED_BLOCK_BYTES))
+    for k in range(nb):
+        s, e = j0 + (j1 - j0) * k // nb, j0 + (j1 - j0) * (k + 1) // nb
+        _scale_rows(Wp, s, e, beta)
+        for i in range(N):
+            q0, hi = cursor[i], ends[i]
+            if q0 >= hi or indices[q0] >= e:
+                continue
+            q = q0
+            for c0 in range(0, Mp, 4 * L):
+                n0, n1, n2, n3 = block_lanes(M, c0, L)  # dz's lanes; Wp's rows have room for 4 vectors
+                o = i * M + c0
+                x0, x1 = vmul(alpha, vload(dz, o, n0)), vmul(alpha, vload(dz, o + L, n1))
+                x2, x3 = vmul(alpha, vload(dz, o + 2 * L, n2)), vmul(alpha, vload(dz, o + 3 * L, n3))
+                if c0 + 4 * L <= Mp:  # four whole vectors: constant masks, plain loads and stores
+                    q = _scatter(Wp, q0, hi, e, indices, data, c0, x0, x1, x2, x3, L, L, L, L)
+                else:  # the last 1..3 vectors of a row
+                    m0, m1, m2, m3 = block_lanes(Mp, c0, L)
+                    q = _scatter(Wp, q0, hi, e, indices, data, c0, x0, x1, x2, x3, m0, m1, m2, m3)
+            cursor[i] = q
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+def _tn_packed_threads(Wp, dz, indptr, indices, data, rows, splits, cuts, alpha, beta):
+    # the parts at once, one per thread, each on its own rows of Wp (whole cache lines)
+    for t in prange(splits.shape[0] - 1):
+        _tn_packed_part(Wp, dz, indptr, indices, data, rows, splits[t], splits[t + 1], cuts, t, alpha, beta)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def sparse_tn_packed(Wp, x, dz, alpha, beta):
+    # Wp (D, Mp) packed (pack_rows, or a W that is_packable) = beta·Wp + alpha·xᵀ·dz, x a Csr
+    # batch of N rows, dz (N, M). Without threads one part over all rows of Wp: each row gets
+    # the same operations in the same order either way.
+    w = x.work
+    a, b = Wp.dtype.type(alpha), Wp.dtype.type(beta)
+    if w.splits.shape[0] > 2 and w.threaded:
+        _tn_packed_threads(Wp, dz, x.indptr, x.indices, x.data, x.rows, w.splits, w.cuts, a, b)
+    else:
+        _tn_packed_part(Wp, dz, x.indptr, x.indices, x.data, x.rows, 0, Wp.shape[0], w.cuts[:0], 0, a, b)
+
+
+@njit(inline="always")
+def packed_view(W, x):
+    """The W the kernels use for Csr x: its work's packed copy while a training loop keeps
+    one (x.work.pack), else W itself."""
+    w = x.work
+    if w.pack:
+        Mp = padded_width(W.shape[1], W)
+        return w.packed[:W.shape[0] * Mp].reshape((W.shape[0], Mp))
+    return W
+
+
+def with_packed(x, W):
+    """x for a training loop's SGD steps on W (D, M): a Csr whose work has W packed (its
+    packed room filled by pack_rows, or W itself where is_packable) and pack on; a dense x,
+    or a Csr without room, as it is. release_packed(W, x) puts the steps' W back."""
+
+
+@overload(with_packed)
+def _with_packed(x, W):
+    if not is_csr(x):
+        return lambda x, W: x
+
+    def impl(x, W):
+        w = x.work
+        D, M = W.shape
+        Mp = padded_width(M, W)
+        if is_packable(W):
+            room = W.reshape(D * M)
+        elif w.packed.shape[0] >= D * Mp and w.packed.ctypes.data % VECTOR_BYTES == 0:
+            room = w.packed
+            pack_rows(room[:D * Mp].reshape((D, Mp)), W)
+        else:
+            return x
+        return Csr(x.indptr, x.indices, x.data, x.rows,
+                   TnWork(w.splits, w.cuts, w.threaded, w.parts, w.count, w.cols, w.ti, w.tv, w.starts, w.dz, room, True))
+    return impl
+
+
+def release_packed(W, x):
+    """W = the packed copy of it that with_packed gave x (nothing to do if W is its own)."""
+
+
+@overload(release_packed)
+def _release_packed(W, x):
+    if not is_csr(x):
+        return lambda W, x: None
+
+    def impl(W, x):
+        if x.work.pack and x.work.packed.ctypes.data != W.ctypes.data:
+            unpack_rows(W, packed_view(W, x))
+    return impl
 
 
 @njit(inline="always")

@@ -20,7 +20,7 @@ from numba.extending import overload
 from .codes import SGD
 from .config import CACHE, FASTMATH
 from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_backward_sgd, mlp_loss_dy
-from .sparse import Csr, is_csr
+from .sparse import Csr, is_csr, release_packed, with_packed
 from .optimizers import optimizer_step
 
 # The loop's settings, as three values instead of a row of positionals:
@@ -94,19 +94,28 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
     offsets, sizes, act = model
     opt, lr, hyper1, hyper2, wd = optim
     B = tb.shape[0]
+    W1 = params[offsets[0]:offsets[0] + sizes[0] * sizes[1]].reshape((sizes[0], sizes[1]))
+    # With SGD on a Csr x, the first layer works on a packed copy of W1 (sparse.py) for the
+    # call's steps, and W1 gets it back at the end: nothing else reads W1 meanwhile. Other
+    # optimizers update W1 in the flat buffer between the steps: no copy.
+    if opt == SGD:
+        x = with_packed(x, W1)
+    done = steps
     for k in range(steps):
         rows = order[(first + k) * B:(first + k + 1) * B]
         xk = batch_input(xb, x, rows)
         loss = mlp_loss_dy(acts, deltas, params, offsets, sizes, xk, take_targets(tb, t, rows), act)
         losses[k] = loss
         if not np.isfinite(loss):
-            return k
+            done = k
+            break
         if opt == SGD:
             mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, xk, act, lr, wd)
         else:
             mlp_backward(grads, acts, deltas, params, offsets, sizes, xk, act)
             optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
-    return steps
+    release_packed(W1, x)
+    return done
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -15,7 +15,9 @@ from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
 from fastbp.datasets import load_mnist
 from fastbp.kernels import layout, reference
-from fastbp.kernels.sparse import on_threads, padded_width, sparse_affine_forward, sparse_tn_update
+from fastbp.kernels.sparse import (on_threads, pack_rows, packed_view, padded_width, release_packed,
+                                   sparse_affine_forward, sparse_tn_packed, sparse_tn_update, unpack_rows,
+                                   with_packed)
 from fastbp.sparse import AUTO_DENSITY, PARTS, SparseRows, as_sparse_rows, column_splits, dense_to_rows, row_counts
 
 MNIST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data", "mnist")
@@ -161,6 +163,135 @@ def test_parts_match_the_reference_on_threads_and_in_turn_alike(rng, dtype, dens
         np.testing.assert_array_equal(got[0], got[2])
 
 
+# -- W1 packed: rows padded to whole vectors on cache lines, as fit's SGD steps use it
+def packed_copy(W):
+    D, M = W.shape
+    Wp = layout.zeros(D * padded_width(M, W), W.dtype).reshape(D, -1)
+    pack_rows(Wp, W)
+    return Wp
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [1, 7, 16, 17, 50, 64, 65, 100, 130])
+def test_packed_rows_hold_w_and_zeros_and_unpack_exactly(rng, dtype, M):
+    W = rng.standard_normal((9, M)).astype(dtype)
+    Wp = packed_copy(W)
+    L = 64 // np.dtype(dtype).itemsize
+    assert Wp.shape == (9, -(-M // L) * L) and Wp.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(Wp[:, :M], W)
+    assert not Wp[:, M:].any()
+    back = np.full_like(W, np.nan)
+    unpack_rows(back, Wp)
+    np.testing.assert_array_equal(back, W)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.3, 1.0])
+@pytest.mark.parametrize("N,D,M,splits", PARTED)
+def test_packed_sgd_matches_the_reference_on_threads_and_in_turn_alike(rng, dtype, density, N, D, M, splits):
+    # (M = 65 and 33 leave a tail of 1..3 vectors after a block of four)
+    x = sparse_matrix(rng, N, D, density, dtype)
+    x[0, :] = 0 if N > 1 else x[0, :]
+    r = as_sparse_rows(sp.csr_matrix(x), D, dtype)
+    rows = rng.permutation(N).astype(np.int64)
+    csr = r.take(rows, r.max_batch_nnz(N), (N, M), splits)
+    W = (rng.standard_normal((D, M)) / np.sqrt(D)).astype(dtype)
+    b = rng.standard_normal(M).astype(dtype)
+    dz = rng.standard_normal((N, M)).astype(dtype)
+    Wp = packed_copy(W)
+    for act in range(4):  # the forward on the packed copy: bit for bit the forward on W
+        out, outp = np.empty((N, M), dtype), np.empty((N, M), dtype)
+        sparse_affine_forward(out, csr, W, b, act)
+        sparse_affine_forward(outp, csr, Wp, b, act)
+        np.testing.assert_array_equal(out, outp)
+    for alpha, beta in ((1.0, 0.0), (-0.1, 1.0), (-0.1, 0.99), (0.5, 2.0)):
+        C0 = rng.standard_normal((D, M)).astype(dtype)
+        want = reference.gemm_tn_update(C0.astype(np.float64), x[rows].astype(np.float64), dz, alpha, beta)
+        got = []
+        for on in (False, True):
+            Cp = packed_copy(C0)
+            sparse_tn_packed(Cp, on_threads(csr, on), dz, alpha, beta)
+            assert_near(Cp[:, :M], want.astype(dtype), dtype)
+            assert not Cp[:, M:].any()  # the padding stays zeros
+            got.append(Cp)
+        np.testing.assert_array_equal(got[0], got[1])  # each row: the same operations either way
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_sgd_touches_only_the_rows_the_batch_names(rng, dtype):
+    x = sparse_matrix(rng, 30, 70, 0.1, dtype)
+    x[:, 11] = 0
+    rows = np.array([5, 3, 3, 29, 0, 5, 17], np.int64)  # any order, repeats
+    r = as_sparse_rows(sp.csr_matrix(x), 70, dtype)
+    csr = r.take(rows, r.max_batch_nnz(7), (7, 21))
+    W = rng.standard_normal((70, 21)).astype(dtype)
+    dz = rng.standard_normal((7, 21)).astype(dtype)
+    Wp = packed_copy(W)
+    sparse_tn_packed(Wp, csr, dz, -0.3, 1.0)
+    assert_near(Wp[:, :21], W - 0.3 * x[rows].T.astype(np.float64) @ dz, dtype)
+    np.testing.assert_array_equal(Wp[11, :21], W[11])
+
+
+@njit
+def _packed_round(W, x, dz):
+    # a training loop's use of the packed copy: taken, one SGD step on it, given back
+    xp = with_packed(x, W)
+    sparse_tn_packed(packed_view(W, xp), xp, dz, -0.5, 1.0)
+    seen = packed_view(W, xp).copy()
+    release_packed(W, xp)
+    return xp.work.pack, seen
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [50, 64])
+def test_a_packed_copy_is_taken_and_given_back_and_an_aligned_w_is_its_own(rng, dtype, M):
+    x = sparse_matrix(rng, 20, 40, 0.3, dtype)
+    r = as_sparse_rows(sp.csr_matrix(x), 40, dtype)
+    csr = r.take(np.arange(20, dtype=np.int64), r.max_batch_nnz(20), (20, M))
+    W = layout.zeros(40 * M, dtype).reshape(40, M)
+    W[...] = rng.standard_normal((40, M))
+    W0 = W.copy()
+    dz = rng.standard_normal((20, M)).astype(dtype)
+    pack, seen = _packed_round(W, csr, dz)
+    assert pack
+    assert_near(W, W0 - 0.5 * x.T.astype(np.float64) @ dz, dtype)
+    np.testing.assert_array_equal(seen[:, :M], W)
+    assert not csr.work.pack  # the caller's Csr is not changed
+    own = M * np.dtype(dtype).itemsize % 64 == 0
+    assert (seen.shape[1] == M) == own  # 64 outputs: W is its own packed copy, no room used
+    if not own:
+        np.testing.assert_array_equal(csr.work.packed[:40 * seen.shape[1]].reshape(40, -1), seen)
+
+
+def test_a_training_loop_stopped_by_a_non_finite_loss_gives_w1_back(rng):
+    # train_steps stops before the update of a step whose loss is not finite; W1 must hold
+    # the steps before it, through the packed copy, as on the dense path
+    from fastbp.kernels.train import Model, Optim, Work, train_steps
+    from fastbp.kernels.mlp import HalfSquared
+    sizes = np.array([30, 50, 3], np.int64)
+    lay = layout.param_layout(sizes)
+    x = sparse_matrix(rng, 40, 30, 0.3, np.float32)
+    t = rng.standard_normal((40, 3)).astype(np.float32)
+    order = np.arange(40, dtype=np.int64)
+    t[25] = np.inf  # in the third batch of 10
+    r = as_sparse_rows(sp.csr_matrix(x), 30, np.float32)
+    params0 = layout.zeros(layout.param_count(lay), np.float32)
+    params0[...] = rng.standard_normal(params0.shape) * 0.1
+    got = {}
+    for name, xin in (("sparse", r.take(np.zeros(0, np.int64), r.max_batch_nnz(10), (10, 50))), ("dense", x)):
+        params = params0.copy()
+        acts, deltas = layout.workspace(sizes, 10, np.float32)
+        work = Work(layout.zeros(params.size, np.float32), acts, deltas, np.empty((10, 30), np.float32),
+                    np.empty((10, 3), np.float32))
+        losses = np.zeros(4)
+        done = train_steps(params, np.zeros((2, params.size), np.float32), work, xin, HalfSquared(t), order, 0, 4,
+                           Model(layout.offsets(lay), sizes, 1), Optim(0, 0.1, 0.0, 0.0, 0.0), 0, losses)
+        assert done == 2 and not np.isfinite(losses[2])
+        got[name] = params
+    assert not np.array_equal(got["sparse"], params0)
+    assert_near(got["sparse"], got["dense"], np.float32)
+
+
 def test_cuts_are_where_each_rows_part_begins(rng):
     x = sparse_matrix(rng, 50, 97, 0.3, np.float32)
     r = as_sparse_rows(sp.csr_matrix(x), 97, np.float32)
@@ -280,7 +411,7 @@ FORMATS = {"csr": sp.csr_matrix, "csc": sp.csc_matrix, "coo": sp.coo_matrix, "cs
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("sizes", [[40, 17, 5], [1, 1, 2], [40, 65, 9, 3]])
+@pytest.mark.parametrize("sizes", [[40, 17, 5], [1, 1, 2], [40, 65, 9, 3], [40, 64, 5]])
 def test_network_on_sparse_input_is_the_network_on_dense(rng, dtype, fmt, sizes):
     x = sparse_matrix(rng, 23, sizes[0], 0.15, np.float64)
     t = rng.integers(0, sizes[-1], 23)
@@ -445,10 +576,13 @@ def test_auto_policy_follows_the_density(rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer,wd", [("sgd", 0.0), ("sgd", 0.01), ("adam", 0.01), ("momentum", 0.0)])
-def test_fit_on_sparse_input_trains_as_on_dense(rng, dtype, optimizer, wd):
+@pytest.mark.parametrize("hidden", [24, 32])
+def test_fit_on_sparse_input_trains_as_on_dense(rng, dtype, optimizer, wd, hidden):
+    # hidden 24: SGD steps on a packed copy of W1; 32: W1's rows are whole vectors on cache
+    # lines already (float32 and float64), W1 is updated where it lies, nonzero by nonzero
     x = sparse_matrix(rng, 300, 60, 0.1, np.float64)
     t = (x[:, :5].sum(axis=1) > 0).astype(np.int64) + 2 * (x[:, 5:10].sum(axis=1) > 0)
-    nets = [fastbp.Network([60, 24, 4], seed=2, dtype=dtype, sparse=s) for s in (False, True)]
+    nets = [fastbp.Network([60, hidden, 4], seed=2, dtype=dtype, sparse=s) for s in (False, True)]
     hists = [fastbp.fit(net, xi, t, epochs=4, batch_size=16, optimizer=optimizer, weight_decay=wd, seed=5,
                         eval_data=(xi[:50], t[:50]))
              for net, xi in zip(nets, (x, sp.csr_matrix(x)))]
