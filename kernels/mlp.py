@@ -29,8 +29,8 @@ from .optimizers import sgd_update
 from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
 from .mse_loss import half_sse_forward, half_sse_forward_backward, mse_loss_forward, mse_loss_forward_backward
 from .softmax_loss import cross_entropy, softmax_loss_forward_backward
-from .sparse import (Csr, forward_work, is_csr, is_packable, packed_view, sparse_affine_forward, sparse_tn_packed,
-                     sparse_tn_update)
+from .sparse import (Csr, is_csr, is_packable, pack_for_passes, packed_forward_work, packed_view,
+                     sparse_affine_forward, sparse_tn_packed, sparse_tn_update)
 
 
 @njit(inline="always")
@@ -125,13 +125,20 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
 
 
 @njit(inline="always")
-def _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n):
+def _block_forward(params, offsets, sizes, indptr, indices, data, rows, packed, act, s, n):
     # acts of rows s..s+n-1 of a Csr given as its arrays (a parallel loop takes arrays, not
-    # tuples), in a buffer of the block's own
+    # tuples), in a buffer of the block's own; packed: W1 packed (sparse.py, pack_for_passes)
     last, C = act_block(sizes, n, sizes.shape[0] - 2)
     acts = np.empty(last + n * C, params.dtype)
-    mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], forward_work(params)), act)
+    mlp_forward(acts, params, offsets, sizes, Csr(indptr, indices, data, rows[s:s + n], packed_forward_work(packed)),
+                act)
     return acts
+
+
+@njit(inline="always")
+def _packed_w1(params, offsets, sizes):
+    W, b = _weights(params, offsets, sizes, 0)
+    return pack_for_passes(W)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
@@ -143,10 +150,11 @@ def mlp_logits_blocks(out, params, offsets, sizes, x, act, block):
     # thread (cpu.py: BLAS_ONE_THREAD), else its own threads would fight numba's.
     N, C = out.shape
     indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
+    packed = _packed_w1(params, offsets, sizes)
     for k in prange((N + block - 1) // block):
         s = k * block
         n = min(block, N - s)
-        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n)
+        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, packed, act, s, n)
         y = _output(acts, sizes, n, sizes.shape[0] - 2)
         for i in range(n):
             for c in range(C):
@@ -249,10 +257,11 @@ def mlp_scores_blocks(hits, losses, params, offsets, sizes, x, t, ids, act, with
     # threads (as mlp_logits_blocks): block k's into hits[k] and losses[k]
     N = x.rows.shape[0]
     indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
+    packed = _packed_w1(params, offsets, sizes)
     for k in prange(losses.shape[0]):
         s = k * block
         n = min(block, N - s)
-        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, act, s, n)
+        acts = _block_forward(params, offsets, sizes, indptr, indices, data, rows, packed, act, s, n)
         hits[k], losses[k] = _scores(acts, sizes, n, target_rows(t, s, s + n), ids[s:s + n], with_loss)
 
 

@@ -98,6 +98,29 @@ def forward_work(like):
                   like[:0], False)
 
 
+@njit(inline="always")
+def packed_forward_work(packed):
+    """forward_work with W packed (`packed`, pack_for_passes's) for the kernels to read."""
+    w = forward_work(packed)
+    return TnWork(w.splits, w.cuts, w.threaded, w.parts, w.count, w.cols, w.ti, w.tv, w.starts, w.dz, packed, True)
+
+
+@njit(inline="always")
+def pack_for_passes(W):
+    """W (D, M) packed into a new (D·Mp,) array (pack_rows), for a pass that reads W many
+    times over (predict over a data set: the forward on packed rows gives the same sums);
+    W itself, flat, where is_packable."""
+    D, M = W.shape
+    if is_packable(W):
+        return W.reshape(D * M)
+    Mp, L = padded_width(M, W), lanes(W)
+    raw = np.empty(D * Mp + L, W.dtype)
+    k = (-(raw.ctypes.data // W.itemsize)) % L  # entries to the next cache line
+    room = raw[k:k + D * Mp]
+    pack_rows(room.reshape((D, Mp)), W)
+    return room
+
+
 @njit(cache=CACHE)
 def padded_width(M, like):
     """M rounded up to whole vectors of the dtype of `like` (an array): the row length of

@@ -457,6 +457,28 @@ def test_whole_set_passes_split_over_threads_are_the_dense_network(rng, dtype, s
     np.testing.assert_array_equal(one, sparse.predict(xs))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", [17, 32])
+def test_whole_set_passes_on_w1_packed_are_the_forward_on_w1_bit_for_bit(rng, dtype, hidden):
+    # the blocks read a packed copy of W1 (17 outputs), or W1 itself (32: its rows are whole
+    # vectors on cache lines); each row's sums run as the batch forward's on W1 runs them
+    from fastbp.kernels.mlp import mlp_forward, mlp_logits_blocks
+    from fastbp.kernels.sparse import forward_work
+    sizes = np.array([40, hidden, 5], np.int64)
+    lay = layout.param_layout(sizes)
+    params = layout.zeros(layout.param_count(lay), dtype)
+    params[...] = rng.standard_normal(params.shape)
+    x = sparse_matrix(rng, 70, 40, 0.2, dtype)
+    r = as_sparse_rows(sp.csr_matrix(x), 40, dtype)
+    rows = np.arange(70, dtype=np.int64)
+    got = np.empty((70, 5), dtype)
+    mlp_logits_blocks(got, params, layout.offsets(lay), sizes, r.take(rows), 1, 16)
+    acts = np.empty(layout.acts_length(sizes, 70), dtype)
+    csr = r.take(rows)._replace(work=forward_work(params))
+    mlp_forward(acts, params, layout.offsets(lay), sizes, csr, 1)
+    np.testing.assert_array_equal(got, layout.logits_of(acts, sizes, 70))
+
+
 _SETUP = """
 import numpy as np, scipy.sparse as sp, fastbp
 x = sp.random(600, 30, density=0.2, random_state=0, format="csr", dtype=np.float32)
