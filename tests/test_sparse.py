@@ -263,6 +263,32 @@ def test_a_packed_copy_is_taken_and_given_back_and_an_aligned_w_is_its_own(rng, 
         np.testing.assert_array_equal(csr.work.packed[:40 * seen.shape[1]].reshape(40, -1), seen)
 
 
+# (dtype, M, Ws): W packed to rows of Ws (four whole vectors), M outputs of it; and where
+# W is its own packed copy (M = Ws)
+BLOCKED = [(np.float32, 1, 64), (np.float32, 17, 64), (np.float32, 50, 64), (np.float32, 64, 64),
+           (np.float64, 1, 32), (np.float64, 25, 32), (np.float64, 32, 32)]
+
+
+@pytest.mark.parametrize("dtype,M,Ws", BLOCKED)
+@pytest.mark.parametrize("N,D,density", [(1, 40, 0.3), (7, 40, 0.0), (9, 784, 0.2), (100, 784, 0.19),
+                                         (40, 3000, 0.005), (5, 300, 1.0)])
+def test_the_blocked_forward_on_packed_rows_matches_the_reference(rng, dtype, M, Ws, N, D, density):
+    # one part (a forward pass's work) on rows with room for four whole vectors: W's rows in
+    # blocks, every batch row once per block (text-like rows: few blocks)
+    x = sparse_matrix(rng, N, D, density, dtype)
+    x[0, :] = 0 if N > 1 else x[0, :]
+    r = as_sparse_rows(sp.csr_matrix(x), D, dtype)
+    rows = rng.permutation(N).astype(np.int64)
+    W = (rng.standard_normal((D, M)) / np.sqrt(D)).astype(dtype)
+    Wp = layout.zeros(D * Ws, dtype).reshape(D, Ws)
+    Wp[:, :M] = W
+    b = rng.standard_normal(M).astype(dtype)
+    for act in range(4):
+        out = np.full((N, M), np.nan, dtype)
+        sparse_affine_forward(out, r.take(rows), Wp, b, act)
+        assert_near(out, reference.affine_forward(x[rows], W, b, ("identity", "relu", "sigmoid", "tanh")[act]), dtype)
+
+
 def test_a_training_loop_stopped_by_a_non_finite_loss_gives_w1_back(rng):
     # train_steps stops before the update of a step whose loss is not finite; W1 must hold
     # the steps before it, through the packed copy, as on the dense path
@@ -434,7 +460,8 @@ def test_network_on_sparse_input_is_the_network_on_dense(rng, dtype, fmt, sizes)
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sizes,n", [([30, 12, 4], 1), ([30, 12, 4], 257), ([30, 12, 4], 1000),
-                                     ([30, 9, 700, 3], 300), ([30, 300, 300, 3], 70)])
+                                     ([30, 9, 700, 3], 300), ([30, 300, 300, 3], 70),
+                                     ([30, 50, 4], 600), ([30, 30, 4], 600), ([30, 64, 4], 300)])
 def test_whole_set_passes_split_over_threads_are_the_dense_network(rng, dtype, sizes, n):
     # blocks of rows on numba's threads (cpu.parallel_block): one row, a block and one row
     # more, many blocks, blocks of an odd size, and a net too wide for them (one thread)
@@ -458,10 +485,10 @@ def test_whole_set_passes_split_over_threads_are_the_dense_network(rng, dtype, s
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("hidden", [17, 32])
+@pytest.mark.parametrize("hidden", [17, 20])
 def test_whole_set_passes_on_w1_packed_are_the_forward_on_w1_bit_for_bit(rng, dtype, hidden):
-    # the blocks read a packed copy of W1 (17 outputs), or W1 itself (32: its rows are whole
-    # vectors on cache lines); each row's sums run as the batch forward's on W1 runs them
+    # the blocks read a packed copy of W1 too narrow for the blocked forward (rows of 32
+    # float32 or 24 float64), which sums each row as the batch forward on W1 does
     from fastbp.kernels.mlp import mlp_forward, mlp_logits_blocks
     from fastbp.kernels.sparse import forward_work
     sizes = np.array([40, hidden, 5], np.int64)
