@@ -146,10 +146,12 @@ class SparseRows:
         N, M = dz_shape
         splits = self.splits(N, M) if splits is None else np.asarray(splits, np.int64)
         size, parts = (splits.shape[0] - 1) * N * padded_width(M, self.data), (splits.shape[0] - 2) * N * M
+        packed = self.shape[1] * padded_width(M, self.data)  # room for W1 packed (kernels/sparse.py)
         w = self._work
+        if w is not None:
+            packed = max(packed, w.packed.shape[0])
         if w is not None and np.array_equal(w.splits, splits):
-            if cap <= self._cap and size <= w.dz.shape[0] and parts <= w.parts.shape[0] \
-                    and self.shape[1] * padded_width(M, self.data) <= w.packed.shape[0]:
+            if cap <= self._cap and size <= w.dz.shape[0] and parts <= w.parts.shape[0] and packed <= w.packed.shape[0]:
                 return w
             cap, size, parts = max(cap, self._cap), max(size, w.dz.shape[0]), max(parts, w.parts.shape[0])
         # part t's room in ti/tv: its nonzeros in a batch, at most cap and at most the set's,
@@ -159,7 +161,6 @@ class SparseRows:
         room = np.minimum(np.diff(before[splits]), cap)
         starts = np.r_[0, np.cumsum(-(-room // ROOM_STEP) * ROOM_STEP)].astype(np.int64)
         D = self.shape[1]
-        packed = D * padded_width(M, self.data) if w is None else max(D * padded_width(M, self.data), w.packed.shape[0])
         self._work = TnWork(splits, self.cuts(splits), False, layout.zeros(parts, self.dtype),
                             layout.zeros(D, np.int64), layout.zeros(D, np.int64), layout.zeros(starts[-1], np.int64),
                             layout.zeros(starts[-1], self.dtype), starts, layout.zeros(size, self.dtype),

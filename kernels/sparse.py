@@ -101,10 +101,15 @@ def forward_work(like):
 
 
 @njit(inline="always")
+def _packing(w, packed):
+    # TnWork w with `packed` as W packed, and pack on
+    return TnWork(w.splits, w.cuts, w.threaded, w.parts, w.count, w.cols, w.ti, w.tv, w.starts, w.dz, packed, True)
+
+
+@njit(inline="always")
 def packed_forward_work(packed):
     """forward_work with W packed (`packed`, pack_for_passes's) for the kernels to read."""
-    w = forward_work(packed)
-    return TnWork(w.splits, w.cuts, w.threaded, w.parts, w.count, w.cols, w.ti, w.tv, w.starts, w.dz, packed, True)
+    return _packing(forward_work(packed), packed)
 
 
 @njit(inline="always")
@@ -234,6 +239,24 @@ def _forward_part(out, parts, indptr, indices, data, rows, W, b, cuts, t):
         _row_sum(dst, i, lo, hi, indices, data, W, b, t == 0)
 
 
+@njit(inline="always")
+def _spans_and_blocks(indptr, cuts, rows, t, width, W):
+    # Each batch row's span of part t (_span) as two small arrays, cursor (where its
+    # nonzeros not yet taken begin) and ends, and how many blocks to walk the part's `width`
+    # rows of W (D, Ws) in: about PACKED_BLOCK_BYTES each, but no more than leave each
+    # batch row some PACKED_BLOCK_NONZEROS nonzeros a block on average. Every block visits
+    # every row: on text-like rows (0.5% of 20,000 columns) a block per 32 KiB of W would
+    # visit each row 157 times per batch for less than one nonzero a visit.
+    N = rows.shape[0]
+    cursor, ends = np.empty(N, np.uint64), np.empty(N, np.uint64)
+    nnz = 0
+    for i in range(N):
+        cursor[i], ends[i] = _span(indptr, cuts, rows, i, t)
+        nnz += ends[i] - cursor[i]
+    by_bytes = -(-(width * W.shape[1] * W.itemsize) // PACKED_BLOCK_BYTES)
+    return cursor, ends, max(1, min(by_bytes, nnz // max(1, N * PACKED_BLOCK_NONZEROS)))
+
+
 # A forward in one part over W packed (rows of whole vectors on cache lines, at most four
 # of them: M <= 64 float32) walks W's rows in blocks that stay in L1, as the packed update
 # does, every batch row once per block, its four vectors of sums in registers across the
@@ -242,23 +265,18 @@ def _forward_part(out, parts, indptr, indices, data, rows, W, b, cuts, t):
 # 10.98 ms row by row, 9.43 ms in blocks (docs/performance.md). Its sums run in column order
 # with one set of accumulators: the row-by-row kernel's values to rounding, not bit for bit.
 @njit(inline="always")
-def _forward_blocked(out, indptr, indices, data, rows, W, b):
+def _forward_blocked(out, indptr, indices, data, rows, W, b, cuts):
     N, M = out.shape
     Ws, L = W.shape[1], lanes(out)
     n0, n1, n2, n3 = block_lanes(M, 0, L)
-    cursor, ends = np.empty(N, np.uint64), np.empty(N, np.uint64)
-    nnz = 0
     for i in range(N):
-        r = U(rows[i])
-        cursor[i], ends[i] = U(indptr[r]), U(indptr[r + U1])
-        nnz += ends[i] - cursor[i]
         o = i * M
         vstore(out, o, vload(b, 0, n0), n0)
         vstore(out, o + L, vload(b, L, n1), n1)
         vstore(out, o + 2 * L, vload(b, 2 * L, n2), n2)
         vstore(out, o + 3 * L, vload(b, 3 * L, n3), n3)
     D = W.shape[0]
-    nb = max(1, min(-(-(D * Ws * W.itemsize) // PACKED_BLOCK_BYTES), nnz // max(1, N * PACKED_BLOCK_NONZEROS)))
+    cursor, ends, nb = _spans_and_blocks(indptr, cuts, rows, 0, D, W)
     for k in range(nb):
         e = D * (k + 1) // nb
         for i in range(N):
@@ -298,7 +316,7 @@ def sparse_affine_forward(out, x, W, b, act):
     T = w.cuts.shape[0] + 1
     L = lanes(out)
     if T == 1 and out.shape[1] <= 4 * L <= W.shape[1] and is_packable(W):
-        _forward_blocked(out, x.indptr, x.indices, x.data, x.rows, W, b)
+        _forward_blocked(out, x.indptr, x.indices, x.data, x.rows, W, b, w.cuts)
     elif T > 1 and w.threaded:
         _forward_threads(out, w.parts, x.indptr, x.indices, x.data, x.rows, W, b, w.cuts)
     else:
@@ -382,12 +400,13 @@ def sparse_tn_update(C, x, dz, alpha, beta):
 
 # The update on W packed (every row of W on its own cache lines, Mp entries, a whole number
 # of vectors, zeros past M; or W itself where its rows already are: is_packable). Then it
-# goes nonzero by nonzero, with no grouping by column: row i's alpha·dz in registers, W's row j loaded, data[p]·(alpha·dz[i]) added
-# and stored, four whole vectors per nonzero. W's rows are walked in blocks of about
-# PACKED_BLOCK_BYTES, every batch row once per block, so the rows being written stay in
-# L1. On rows that straddle cache lines (M = 50 float32: 200 bytes) the same loop took 146
-# us for the MNIST batch on one thread against the grouped update's 77 (a store across two
-# lines costs two); on packed rows 40 us (docs/performance.md, "Sparse inputs").
+# goes nonzero by nonzero, with no grouping by column: row i's alpha·dz in registers, W's
+# row j loaded, data[p]·(alpha·dz[i]) added and stored, four whole vectors per nonzero.
+# W's rows are walked in blocks of about PACKED_BLOCK_BYTES, every batch row once per
+# block, so the rows being written stay in L1. On rows that straddle cache lines (M = 50
+# float32: 200 bytes) the same loop took 146 us for the MNIST batch on one thread against
+# the grouped update's 77 (a store across two lines costs two); on packed rows 40 us
+# (docs/performance.md, "Sparse inputs").
 PACKED_BLOCK_BYTES = 32 * 1024
 PACKED_BLOCK_NONZEROS = 8
 
@@ -439,16 +458,7 @@ def _tn_packed_part(Wp, dz, indptr, indices, data, rows, j0, j1, cuts, t, alpha,
     N, M = dz.shape
     Mp = Wp.shape[1]
     L = lanes(Wp)
-    cursor, ends = np.empty(N, np.uint64), np.empty(N, np.uint64)
-    nnz = 0
-    for i in range(N):
-        cursor[i], ends[i] = _span(indptr, cuts, rows, i, t)
-        nnz += ends[i] - cursor[i]
-    # blocks of about PACKED_BLOCK_BYTES, but no more than leave each batch row some
-    # PACKED_BLOCK_NONZEROS nonzeros a block on average: every block visits every row, and
-    # on text-like rows (0.5% of 20,000 columns) a block per 32 KiB of W visited each row
-    # 157 times per batch for less than one nonzero a visit (an epoch took 0.59 s, not 0.31)
-    nb = max(1, min(-(-((j1 - j0) * Mp * Wp.itemsize) // PACKED_BLOCK_BYTES), nnz // (N * PACKED_BLOCK_NONZEROS)))
+    cursor, ends, nb = _spans_and_blocks(indptr, cuts, rows, t, j1 - j0, Wp)
     for k in range(nb):
         s, e = j0 + (j1 - j0) * k // nb, j0 + (j1 - j0) * (k + 1) // nb
         _scale_rows(Wp, s, e, beta)
@@ -523,8 +533,7 @@ def _with_packed(x, W):
             pack_rows(room[:D * Mp].reshape((D, Mp)), W)
         else:
             return x
-        return Csr(x.indptr, x.indices, x.data, x.rows,
-                   TnWork(w.splits, w.cuts, w.threaded, w.parts, w.count, w.cols, w.ti, w.tv, w.starts, w.dz, room, True))
+        return Csr(x.indptr, x.indices, x.data, x.rows, _packing(w, room))
     return impl
 
 

@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from .codes import SGD
 from .config import CACHE, FASTMATH
+from .layout import param_block
 from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_backward_sgd, mlp_loss_dy
 from .sparse import Csr, is_csr, release_packed, with_packed
 from .optimizers import optimizer_step
@@ -94,7 +95,8 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
     offsets, sizes, act = model
     opt, lr, hyper1, hyper2, wd = optim
     B = tb.shape[0]
-    W1 = params[offsets[0]:offsets[0] + sizes[0] * sizes[1]].reshape((sizes[0], sizes[1]))
+    w1, nw1 = param_block(offsets, sizes, 0, 0)
+    W1 = params[w1:w1 + nw1].reshape((sizes[0], sizes[1]))
     # With SGD on a Csr x, the first layer works on a packed copy of W1 (sparse.py) for the
     # call's steps, and W1 gets it back at the end: nothing else reads W1 meanwhile. Other
     # optimizers update W1 in the flat buffer between the steps: no copy.
