@@ -26,6 +26,15 @@ def data(tmp_path):
     return folder
 
 
+def stamp(path):
+    # which write of the file this is (None: not there): each one replaces it (atomic_savez)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def run_args(data, out, epochs):
     return ["--data-dir", str(data), "--no-download", "--no-progress", "--hidden", "64",
             "--batch-size", "50", "--optimizer", "adam", "--lr", "0.001", "--seed", "7",
@@ -34,7 +43,10 @@ def run_args(data, out, epochs):
 
 def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path, data):
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
-    epochs = 150
+    # an epoch here is ~1 ms of training and ~0.3 s of writing the checkpoint, metrics and
+    # curves (every epoch); each killed process first writes a checkpoint of its own
+    # (training, not importing, when it dies), then lives `delay` longer: a few epochs each
+    epochs = 40
     cmd, e = cli(run_args(data, tmp_path / "whole", epochs), env)
     subprocess.run(cmd, env=e, check=True, capture_output=True, timeout=300)
 
@@ -42,10 +54,12 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path, data):
     ckpt = out / "checkpoint.npz"
     kills = 0
     for delay in (0.3, 0.7, 0.2):  # three kills, at different moments of the run
-        cmd, e = cli(run_args(data, out, epochs) + (["--resume"] if ckpt.exists() else []), env)
+        before = stamp(ckpt)
+        cmd, e = cli(run_args(data, out, epochs) + (["--resume"] if before else []), env)
         proc = subprocess.Popen(cmd, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.time() + 120
-        while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        while time.time() < deadline and proc.poll() is None and (
+                stamp(ckpt) in (None, before)):
             time.sleep(0.02)
         time.sleep(delay)
         if proc.poll() is None:
