@@ -38,8 +38,8 @@ BOUNDSCHECKED := tests/test_matmul.py tests/test_affine.py tests/test_relu.py te
 
 # One pytest worker per core; an idle worker takes tests still queued for a busy one
 # (worksteal): a few tests run tens of seconds (real trainings in real processes, cold
-# numba caches). With it and a shorter SIGKILL test, a fresh clone's main suite took 8:20
-# instead of 11:26 on a 2-core VM (make test 14:14 instead of 17:16).
+# numba caches). A fresh clone's main suite took 8:20 with it against 11:26 without, one
+# run each on a 2-core VM (make test 14:14 against 17:16).
 XDIST := -n auto --dist worksteal
 
 # The CUDA kernels under numba's simulator: NUMBA_ENABLE_CUDASIM must be set before numba
