@@ -18,6 +18,9 @@ users would pick instead. Contenders alternate round by round; medians are repor
     alignment     the sparse kernels on the MNIST batch at hidden widths 50, 64, 128, 256,
                   W1 and dz starting on a cache line (as kernels/layout.py allocates them)
                   against 16 bytes off one
+    convert       the 24,000 dense MNIST images (float32) to CSR, as fit converts dense
+                  input: fastbp's two compiled passes (row_counts, dense_to_rows) against
+                  scipy.sparse.csr_matrix
     passes        predict over the 24,000 MNIST rows (sparse first layer) on one of
                   numba's threads and on all of them (rows split in blocks: kernels/mlp.py)
     accuracy      the recipe's test accuracy over --seeds seeds, fastbp and scikit-learn,
@@ -45,7 +48,7 @@ from fastbp.kernels import layout
 from fastbp.kernels.codes import RELU
 from fastbp.kernels.train import gather_rows
 from fastbp.kernels.sparse import on_threads, pack_rows, sparse_affine_forward, sparse_tn_packed, sparse_tn_update
-from fastbp.sparse import as_sparse_rows
+from fastbp.sparse import as_sparse_rows, dense_to_rows, row_counts
 
 from bench import numpy_baseline
 from bench.steps import sgd_product
@@ -227,6 +230,14 @@ def passes(x, rounds):
           f"{t['all'] / 1e3:.2f} ms on {threads}  x{t['one'] / t['all']:.2f}")
 
 
+def convert(x, rounds):
+    """The dense images to CSR: fastbp's conversion against scipy's."""
+    x = np.ascontiguousarray(x, np.float32)
+    t = interleaved({"fastbp": lambda: dense_to_rows(x, row_counts(x)), "scipy": lambda: sp.csr_matrix(x)}, rounds, 5)
+    print(f"dense -> CSR, {x.shape[0]} MNIST rows: fastbp {t['fastbp'] / 1e3:.2f} ms, scipy "
+          f"{t['scipy'] / 1e3:.2f} ms  x{t['scipy'] / t['fastbp']:.1f}")
+
+
 def fastbp_recipe(x, t, xt, tt, epochs, sparse, evals=True, seed=0):
     net = fastbp.TwoLayerNet(784, 50, 10, seed=seed, sparse=sparse)
     start = time.perf_counter()
@@ -338,7 +349,8 @@ def main():
     ap.add_argument("--text-rows", type=int, default=100000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data-dir", default=SHARED)
-    ap.add_argument("--only", nargs="*", default=["first-layer", "crossover", "alignment", "passes", "recipe", "text"])
+    ap.add_argument("--only", nargs="*",
+                    default=["first-layer", "crossover", "alignment", "convert", "passes", "recipe", "text"])
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
@@ -349,6 +361,8 @@ def main():
         crossover(args.rounds)
     if "alignment" in args.only:
         alignment(data[0][0], args.rounds)
+    if "convert" in args.only:
+        convert(data[0][0], args.rounds)
     if "passes" in args.only:
         passes(data[0][0], args.rounds)
     if "recipe" in args.only:
