@@ -15,6 +15,8 @@ users would pick instead. Contenders alternate round by round; medians are repor
                   fastbp sparse, fastbp dense, the book's NumPy TwoLayerNet and
                   scikit-learn's MLPClassifier (same settings, epoch by epoch with
                   warm_start and score), then fastbp and scikit-learn without accuracy passes
+    widths        the MNIST batch's forward and dW1+SGD on W1 packed (as fit's SGD steps run
+                  them) at hidden widths 16 to 128, two threads and one, ns per nonzero
     alignment     the sparse kernels on the MNIST batch at hidden widths 50, 64, 128, 256,
                   W1 and dz starting on a cache line (as kernels/layout.py allocates them)
                   against 16 bytes off one
@@ -212,6 +214,27 @@ def alignment(x, rounds):
               f"{t['dW1+SGD 16']:6.1f} us (x{t['dW1+SGD 16'] / t['dW1+SGD 0']:.2f})  aligned / off")
 
 
+def widths(x, rounds):
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
+    xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
+    print("widths (MNIST batch of 100, W1 packed; two parts on two threads / in turn on one):")
+    for M in (16, 32, 48, 50, 64, 100, 128):
+        batch = xs.take(rows, xs.max_batch_nnz(100), (100, M))
+        nnz = int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
+        two, one = on_threads(batch, True), on_threads(batch, False)
+        Wp = packed((rng.standard_normal((x.shape[1], M)) * 0.05).astype(np.float32))
+        b, out = np.zeros(M, np.float32), np.empty((100, M), np.float32)
+        dz = rng.standard_normal((100, M)).astype(np.float32)
+        t = interleaved({"forward 2": lambda: sparse_affine_forward(out, two, Wp, b, RELU),
+                         "forward 1": lambda: sparse_affine_forward(out, one, Wp, b, RELU),
+                         "dW1+SGD 2": lambda: sparse_tn_packed(Wp, two, dz, -1e-30, 1.0),
+                         "dW1+SGD 1": lambda: sparse_tn_packed(Wp, one, dz, -1e-30, 1.0)}, rounds, 200)
+        print(f"  width {M:3} (rows of {Wp.shape[1]}): forward {t['forward 2']:6.1f} / {t['forward 1']:6.1f} us, "
+              f"dW1+SGD {t['dW1+SGD 2']:6.1f} / {t['dW1+SGD 1']:6.1f} us; one thread "
+              f"{t['forward 1'] * 1e3 / nnz:.1f} / {t['dW1+SGD 1'] * 1e3 / nnz:.1f} ns per nonzero")
+
+
 def passes(x, rounds):
     """predict over the whole set x (N, 784), sparse first layer, on one of numba's threads
     and on all of them."""
@@ -350,7 +373,8 @@ def main():
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data-dir", default=SHARED)
     ap.add_argument("--only", nargs="*",
-                    default=["first-layer", "crossover", "alignment", "convert", "passes", "recipe", "text"])
+                    default=["first-layer", "crossover", "widths", "alignment", "convert", "passes", "recipe",
+                             "text"])
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
@@ -359,6 +383,8 @@ def main():
         mnist_first_layer(data[0][0], args.rounds)
     if "crossover" in args.only:
         crossover(args.rounds)
+    if "widths" in args.only:
+        widths(data[0][0], args.rounds)
     if "alignment" in args.only:
         alignment(data[0][0], args.rounds)
     if "convert" in args.only:
