@@ -476,8 +476,9 @@ def _tn_packed_part(Wp, dz, indptr, indices, data, rows, j0, j1, cuts, t, alpha,
                 # loads and stores, none past the row. A masked store there, even with no lane
                 # on, lies on the next row of Wp, which the next nonzero (often the next
                 # column) loads; AMD Zen 4 makes such a load wait until the store is in cache
-                # (no forwarding from a masked store): at 32 and 48 columns the update took
-                # 131 and 134 us for the MNIST batch on one thread, now 28 and 39
+                # (no forwarding from a masked store): with such stores the update took 131
+                # and 134 us for the MNIST batch on one thread at 32 and 48 columns, this way
+                # 28 and 39
                 k = min(Mp - c0, 4 * L)
                 if k == 4 * L:
                     q = _scatter(Wp, q0, hi, e, indices, data, c0, x0, x1, x2, x3, L, L, L, L)
