@@ -105,3 +105,25 @@ def test_filled_load_lane_max_and_single_lane_add(rng, dtype, n):
     a[n - 1] = np.nan  # with a NaN lane the max is one of the lanes, NaN or not
     m = _reductions(a, n, 0, dtype(0))[0]
     assert np.isnan(m) or m in a[:n] or (m == -np.inf and n < L)
+
+
+@njit
+def _pack_nonzeros(vals, cols, q, a, start, n, j0):
+    return simd.count_nonzero(a, start, n), simd.store_nonzero(vals, cols, q, a, start, n, j0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 3, 8, 16])
+def test_nonzeros_are_packed_in_lane_order_and_nothing_past_them_is_written(rng, dtype, n):
+    L = simd.lanes(dtype)
+    n = min(n, L)
+    a = rng.standard_normal(L + 5).astype(dtype) * (rng.random(L + 5) < 0.5)
+    a[2], a[3] = np.nan, -0.0  # lanes 0 and 1: NaN is not a zero, -0.0 is (as for scipy)
+    vals, cols = np.full(3 * L, 7, dtype), np.full(3 * L, -7, np.int32)
+    counted, k = _pack_nonzeros(vals, cols, 4, a, 2, n, 100)
+    keep = np.flatnonzero(a[2:2 + n] != 0)  # NaN != 0
+    assert counted == k == keep.size
+    np.testing.assert_array_equal(vals[4:4 + k], a[2:2 + n][keep])  # NaN equals NaN here
+    np.testing.assert_array_equal(cols[4:4 + k], 100 + keep)
+    assert (vals[:4] == 7).all() and (vals[4 + k:] == 7).all()  # the rest untouched
+    assert (cols[:4] == -7).all() and (cols[4 + k:] == -7).all()
