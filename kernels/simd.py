@@ -42,13 +42,28 @@ kernel here nothing is bounds-checked: callers keep start + n within the array.
                                  (packed in a register by llvm.experimental.vector.compress,
                                  then a masked store: nothing past q + k is written)
 """
+import numba
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model, overload
 
 VECTOR_BYTES = 64
+
+
+def check_llvm(version, numba_version):
+    """ImportError unless numba's LLVM has what these intrinsics are written for: opaque
+    pointers (the ".p0" in their names) and llvm.experimental.vector.compress, LLVM 20 and
+    later (numba 0.62 and later). With numba 0.61 (LLVM 15) LLVM rejected the first kernel
+    that used a vector: "masked_load: return must match pointer type"."""
+    if tuple(version) < (20,):
+        raise ImportError(f"fastbp needs numba >= 0.62 (LLVM 20 or later); this numba {numba_version} is "
+                          f"built on LLVM {'.'.join(map(str, version))}: pip install --upgrade numba")
+
+
+check_llvm(llvm_version_info, numba.__version__)
 
 
 class Vec(types.Type):

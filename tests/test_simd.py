@@ -14,6 +14,14 @@ def test_vector_width_is_64_bytes():
     assert simd.lanes(np.float32) == 16 and simd.lanes(np.zeros(3)) == 8
 
 
+def test_an_llvm_too_old_for_the_vectors_is_named_at_import():
+    # numba 0.61 (LLVM 15) failed inside LLVM at the first kernel; pyproject asks for 0.62
+    with pytest.raises(ImportError, match=r"fastbp needs numba >= 0\.62 \(LLVM 20 or later\); this numba "
+                                          r"0\.61\.2 is built on LLVM 15\.0\.7: pip install --upgrade numba"):
+        simd.check_llvm((15, 0, 7), "0.61.2")
+    simd.check_llvm((20, 1, 8), "0.62.1")
+
+
 @njit
 def _masked_copy(dst, src, start, n):
     simd.vstore(dst, start, simd.vload(src, start, n), n)
