@@ -382,8 +382,10 @@ class Ranks:
         return result
 
     def max(self, value):
+        if self.comm is None:  # without --mpi, mpi4py (an optional extra) may not be installed
+            return value
         from mpi4py import MPI
-        return value if self.comm is None else self.comm.allreduce(value, op=MPI.MAX)
+        return self.comm.allreduce(value, op=MPI.MAX)
 
 
 def train(args):

@@ -16,8 +16,8 @@ MNIST = REPO.parent / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
 
 
-def fastbp_cli(*args, cache, check=True):
-    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+def fastbp_cli(*args, cache, check=True, env=None):
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), **(env or {}))
     env.pop("FASTBP_DATA", None)
     # in the test's own folder: a run without --out goes to ./runs/
     res = subprocess.run([sys.executable, "-m", "fastbp", *args], capture_output=True, text=True,
@@ -67,6 +67,29 @@ def test_data_dir_and_resume_bit_identical(tmp_path, cache):
     a = fastbp.Network.load(tmp_path / "whole" / "params.npz")
     b = fastbp.Network.load(tmp_path / "part" / "params.npz")
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
+
+
+def test_train_without_mpi4py_installed_keeps_its_results(tmp_path, cache):
+    # mpi4py comes with the optional mpi extra: a run without --mpi must not need it, also
+    # not in the check after the last step for a signal on another rank (a traceback there
+    # would leave the run with nothing written); --mpi without it is a one-line error
+    shim = tmp_path / "no-mpi4py"
+    (shim / "mpi4py").mkdir(parents=True)
+    (shim / "mpi4py" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'mpi4py'\", "
+                                                 "name='mpi4py')\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    fake_mnist(data, n_train=300, n_test=50)
+    common = ["train", "--data-dir", str(data), "--no-download", "--epochs", "1", "--hidden", "8"]
+    hidden = {"PYTHONPATH": str(shim)}
+    res = fastbp_cli(*common, "--out", str(tmp_path / "run"), cache=cache, env=hidden)
+    assert "Traceback" not in res.stderr
+    net = fastbp.Network.load(tmp_path / "run" / "params.npz")
+    assert net.sizes == (784, 8, 10)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]["test_acc"] >= 0
+    res = fastbp_cli(*common, "--mpi", "--out", str(tmp_path / "mpi"), cache=cache, env=hidden, check=False)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "--mpi needs mpi4py and an MPI library: pip install 'fastbp[mpi]'" in res.stderr
 
 
 def test_sparse_on_and_off_train_the_same_network(tmp_path, cache):
