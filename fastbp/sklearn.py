@@ -24,6 +24,14 @@ import numbers
 import warnings
 
 import numpy as np
+
+try:
+    import sklearn  # noqa: F401
+except ModuleNotFoundError as e:
+    if e.name != "sklearn":
+        raise
+    raise ModuleNotFoundError("fastbp's scikit-learn estimators need scikit-learn: pip install 'fastbp[sklearn]'",
+                              name="sklearn") from None
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score

@@ -1,5 +1,6 @@
 """fastbp.MLPClassifier / MLPRegressor against scikit-learn: its estimator checks, and its own
 MLP estimators as the numerical referee (same random_state, same data: the same loss curve)."""
+import os
 import pickle
 import subprocess
 import sys
@@ -190,6 +191,21 @@ def test_import_fastbp_does_not_import_scikit_learn():
             "from fastbp import MLPClassifier; assert 'sklearn' in sys.modules; print(MLPClassifier())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "MLPClassifier()"
+
+
+def test_without_scikit_learn_the_estimators_say_how_to_get_it(tmp_path):
+    # scikit-learn is the optional sklearn extra: hidden here by a module that fails as a
+    # missing one does
+    (tmp_path / "sklearn").mkdir()
+    (tmp_path / "sklearn" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'sklearn'\", "
+                                                       "name='sklearn')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    for code in ("import fastbp; fastbp.MLPClassifier", "from fastbp.sklearn import MLPRegressor"):
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert res.returncode == 1
+        assert res.stderr.strip().splitlines()[-1] == ("ModuleNotFoundError: fastbp's scikit-learn estimators "
+                                                       "need scikit-learn: pip install 'fastbp[sklearn]'")
+    assert subprocess.run([sys.executable, "-c", "import fastbp"], env=env).returncode == 0
 
 
 def test_real_digits_learn_with_the_defaults():
