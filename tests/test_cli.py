@@ -69,14 +69,15 @@ def test_data_dir_and_resume_bit_identical(tmp_path, cache):
     np.testing.assert_array_equal(a.flat_params, b.flat_params)
 
 
-def test_train_without_mpi4py_installed_keeps_its_results(tmp_path, cache):
-    # mpi4py comes with the optional mpi extra: a run without --mpi must not need it, also
-    # not in the check after the last step for a signal on another rank (a traceback there
-    # would leave the run with nothing written); --mpi without it is a one-line error
-    shim = tmp_path / "no-mpi4py"
-    (shim / "mpi4py").mkdir(parents=True)
-    (shim / "mpi4py" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'mpi4py'\", "
-                                                 "name='mpi4py')\n")
+def test_train_without_the_optional_extras_keeps_its_results(tmp_path, cache):
+    # mpi4py and scikit-learn come with optional extras: a run without --mpi needs neither,
+    # also not in the check after the last step for a signal on another rank (a traceback
+    # there would leave the run with nothing written); --mpi without mpi4py is a one-line error
+    shim = tmp_path / "no-extras"
+    for module in ("mpi4py", "sklearn"):  # each fails to import as a missing module does
+        (shim / module).mkdir(parents=True)
+        (shim / module / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\", "
+                                                   f"name='{module}')\n")
     data = tmp_path / "data"
     data.mkdir()
     fake_mnist(data, n_train=300, n_test=50)
