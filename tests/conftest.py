@@ -82,6 +82,17 @@ def fake_mnist(root, n_train=5, n_test=3, n_labels=None):
         write_idx(root / labels, rng.integers(0, 10, n_labels or n, dtype=np.uint8))
 
 
+def hiding(folder, *modules):
+    """Environment variables under which a subprocess cannot import `modules`: each shadowed,
+    through PYTHONPATH, by a package in folder that fails to import as a missing one does
+    (optional extras such as mpi4py and scikit-learn, installed for the tests)."""
+    for module in modules:
+        (folder / module).mkdir(parents=True)
+        (folder / module / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\", "
+                                                     f"name='{module}')\n")
+    return {"PYTHONPATH": str(folder)}
+
+
 def cuda_tests_runnable():
     """tests/cuda runs under the simulator (make test's own pass) or on a real GPU."""
     from numba import config

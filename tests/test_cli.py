@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import fake_mnist
+from conftest import fake_mnist, hiding
 import fastbp
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,16 +73,11 @@ def test_train_without_the_optional_extras_keeps_its_results(tmp_path, cache):
     # mpi4py and scikit-learn come with optional extras: a run without --mpi needs neither,
     # also not in the check after the last step for a signal on another rank (a traceback
     # there would leave the run with nothing written); --mpi without mpi4py is a one-line error
-    shim = tmp_path / "no-extras"
-    for module in ("mpi4py", "sklearn"):  # each fails to import as a missing module does
-        (shim / module).mkdir(parents=True)
-        (shim / module / "__init__.py").write_text(f"raise ModuleNotFoundError(\"No module named '{module}'\", "
-                                                   f"name='{module}')\n")
+    hidden = hiding(tmp_path / "no-extras", "mpi4py", "sklearn")
     data = tmp_path / "data"
     data.mkdir()
     fake_mnist(data, n_train=300, n_test=50)
     common = ["train", "--data-dir", str(data), "--no-download", "--epochs", "1", "--hidden", "8"]
-    hidden = {"PYTHONPATH": str(shim)}
     res = fastbp_cli(*common, "--out", str(tmp_path / "run"), cache=cache, env=hidden)
     assert "Traceback" not in res.stderr
     net = fastbp.Network.load(tmp_path / "run" / "params.npz")

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastbp  # noqa: E402
+from conftest import hiding  # noqa: E402
 from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -194,12 +195,8 @@ def test_import_fastbp_does_not_import_scikit_learn():
 
 
 def test_without_scikit_learn_the_estimators_say_how_to_get_it(tmp_path):
-    # scikit-learn is the optional sklearn extra: hidden here by a module that fails as a
-    # missing one does
-    (tmp_path / "sklearn").mkdir()
-    (tmp_path / "sklearn" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'sklearn'\", "
-                                                       "name='sklearn')\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    # scikit-learn is the optional sklearn extra
+    env = dict(os.environ, **hiding(tmp_path, "sklearn"))
     for code in ("import fastbp; fastbp.MLPClassifier", "from fastbp.sklearn import MLPRegressor"):
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert res.returncode == 1
