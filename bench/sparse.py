@@ -104,7 +104,12 @@ def first_layer(x, rounds):
         "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
         "dW1+SGD dense": lambda: sgd_product(W, xb, dz),  # the same -1e-30 step
     }, rounds, 200)
-    return t, int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
+    return t, batch_nonzeros(batch, rows)
+
+
+def batch_nonzeros(batch, rows):
+    """The nonzeros in a Csr batch's rows."""
+    return int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
 
 
 def packed(W):
@@ -221,7 +226,7 @@ def widths(x, rounds):
     print("widths (MNIST batch of 100, W1 packed; two parts on two threads / in turn on one):")
     for M in (16, 32, 48, 50, 64, 100, 128):
         batch = xs.take(rows, xs.max_batch_nnz(100), (100, M))
-        nnz = int((batch.indptr[rows + 1] - batch.indptr[rows]).sum())
+        nnz = batch_nonzeros(batch, rows)
         two, one = on_threads(batch, True), on_threads(batch, False)
         Wp = packed((rng.standard_normal((x.shape[1], M)) * 0.05).astype(np.float32))
         b, out = np.zeros(M, np.float32), np.empty((100, M), np.float32)
