@@ -25,3 +25,31 @@ def test_fastbp_and_numpy_steps_agree(sizes, batch, monkeypatch):
 
 def test_matmul_flops():
     assert steps.matmul_flops((784, 50, 10), 100) == 2 * 100 * (784 * 50 + 50 * 10) * 2 + 2 * 100 * 50 * 10
+
+
+def test_sparse_bounds_bare_loops_do_the_work_they_time():
+    # the floors bench/sparse_bounds.py prints are of loops that load, multiply and store
+    # what the kernels do per nonzero: each checked against NumPy (odd count: the second
+    # accumulator set skips the last nonzero, as written)
+    from bench import sparse_bounds as sb
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((7, 64)).astype(np.float32)
+    cols = rng.integers(0, 7, 9)
+    vals = rng.standard_normal(9).astype(np.float32)
+    out = np.zeros(16, np.float32)
+    sb.load_fma(W, cols, vals, out, 1)
+    want = (vals[:8, None] * W[cols[:8]]).sum(axis=0).reshape(4, 16).sum(axis=0)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+    d = rng.standard_normal(64).astype(np.float32)
+    got = W.copy()
+    sb.load_fma_store(got, cols, vals, d, 2)
+    want = W.copy()
+    for _ in range(2):
+        for j, v in zip(cols, vals):
+            want[j] += v * d
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    got = W.copy()
+    sb.stores(got, cols, d, 1)
+    want = W.copy()
+    want[np.unique(cols)] = d
+    np.testing.assert_array_equal(got, want)
