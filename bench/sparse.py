@@ -6,7 +6,8 @@ users would pick instead. Contenders alternate round by round; medians are repor
                   x·W1 + b + ReLU, and dW1 + SGD, sparse kernels vs the dense BLAS ones:
                   one batch over and over, then an epoch's batches in turn (as in training);
                   the sparse kernels on W1 packed, as fit's SGD steps run them (and, for
-                  comparison, on W1 as it lies)
+                  comparison, on W1 as it lies); every contender called from compiled code,
+                  as a training step calls it (repeat_forward, repeat_sgd, epoch_steps)
     crossover     the same two per step, an epoch's batches in turn, on random inputs at
                   densities 1%..60%: where sparse stops being faster
                   (fastbp.sparse.AUTO_DENSITY comes from here)
@@ -43,17 +44,18 @@ import warnings
 import numba
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
+
 import fastbp
 from fastbp.datasets import load_mnist
-from fastbp.kernels.affine import affine_forward
 from fastbp.kernels import layout
 from fastbp.kernels.codes import RELU
-from fastbp.kernels.train import gather_rows
-from fastbp.kernels.sparse import on_threads, pack_rows, sparse_affine_forward, sparse_tn_packed, sparse_tn_update
+from fastbp.kernels.mlp import first_forward, first_weight_update
+from fastbp.kernels.sparse import on_threads, pack_rows, sparse_affine_forward, sparse_tn_update
+from fastbp.kernels.train import batch_input
 from fastbp.sparse import as_sparse_rows, dense_to_rows, row_counts
 
 from bench import numpy_baseline
-from bench.steps import sgd_product
 
 # seconds between whole runs (here and in bench/sklearn_speed.py): OpenBLAS's threads spin for
 # a while after each product (and numba's after each parallel region), and would take the
@@ -67,6 +69,46 @@ def per_call_us(f, calls):
     for _ in range(calls):
         f()
     return 1e6 * (time.perf_counter() - start) / calls
+
+
+# The first layer's contenders run as fit runs them: from compiled code, many calls per call
+# from Python (fit: 50 steps per compiled call), through the same functions a training
+# step calls (kernels/mlp.py: first_forward, first_weight_update take a Csr batch or a dense
+# one). Called from Python, a Csr batch costs 2-4 us of numba's argument unboxing per call:
+# more than a tenth of the sparse forward, which a training step never pays.
+REPS = 200
+STEP = 1e-30  # the SGD step's -lr: nonzero, or BLAS skips the product; W stays as it is
+
+
+@njit
+def repeat_forward(out, x, W, b, reps):
+    """reps x first_forward: out (N, M) = relu(x·W + b), x a Csr batch or dense (N, D)."""
+    for _ in range(reps):
+        first_forward(out, x, W, b, RELU)
+
+
+@njit
+def repeat_sgd(W, x, dz, reps):
+    """reps x W -= STEP·xᵀ·dz, as the SGD step updates W1 (W packed: nonzero by nonzero;
+    W as it lies: grouped by column; dense x: in its BLAS product)."""
+    for _ in range(reps):
+        first_weight_update(W, x, dz, -STEP, 1.0)
+
+
+@njit
+def epoch_steps(out, xb, x, order, W, b, dz, batch):
+    """Forward and SGD update of the first layer over x's rows in `order`, batch rows a step,
+    as fit's steps take them: a Csr x's batch is a list of its rows, a dense x's is gathered
+    into xb."""
+    for k in range(0, order.shape[0] - batch + 1, batch):
+        xk = batch_input(xb, x, order[k:k + batch])
+        first_forward(out, xk, W, b, RELU)
+        first_weight_update(W, xk, dz, -STEP, 1.0)
+
+
+def per_rep(t):
+    """{name: us per call} for contenders that each make REPS calls."""
+    return {k: v / REPS for k, v in t.items()}
 
 
 def interleaved(contenders, rounds, calls):
@@ -94,17 +136,17 @@ def first_layer(x, rounds):
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
     t = apart({
-        "forward sparse": lambda: sparse_affine_forward(out, two, Wp, b, RELU),
-        "forward sparse 1": lambda: sparse_affine_forward(out, one, Wp, b, RELU),
-        "forward unpacked": lambda: sparse_affine_forward(out, two, W, b, RELU),
-        "dW1+SGD sparse": lambda: sparse_tn_packed(Wp, two, dz, -1e-30, 1.0),
-        "dW1+SGD sparse 1": lambda: sparse_tn_packed(Wp, one, dz, -1e-30, 1.0),
-        "dW1+SGD unpacked": lambda: sparse_tn_update(W, two, dz, -1e-30, 1.0),
+        "forward sparse": lambda: repeat_forward(out, two, Wp, b, REPS),
+        "forward sparse 1": lambda: repeat_forward(out, one, Wp, b, REPS),
+        "forward unpacked": lambda: repeat_forward(out, two, W, b, REPS),
+        "dW1+SGD sparse": lambda: repeat_sgd(Wp, two, dz, REPS),
+        "dW1+SGD sparse 1": lambda: repeat_sgd(Wp, one, dz, REPS),
+        "dW1+SGD unpacked": lambda: repeat_sgd(W, two, dz, REPS),
     }, {
-        "forward dense": lambda: affine_forward(out, xb, W, b, RELU),
-        "dW1+SGD dense": lambda: sgd_product(W, xb, dz),  # the same -1e-30 step
-    }, rounds, 200)
-    return t, batch_nonzeros(batch, rows)
+        "forward dense": lambda: repeat_forward(out, xb, W, b, REPS),
+        "dW1+SGD dense": lambda: repeat_sgd(W, xb, dz, REPS),
+    }, rounds, 1)
+    return per_rep(t), batch_nonzeros(batch, rows)
 
 
 def batch_nonzeros(batch, rows):
@@ -131,36 +173,25 @@ def apart(numba_threads, blas_threads, rounds, calls):
 
 def epoch_first_layer(x, rounds, threads=(True, False)):
     """Per step, us: the first layer's forward and dW1+SGD over the batches of one epoch of
-    x (N, 784) float32 in turn, as training meets them: the sparse kernels read each batch's
-    rows where they lie in the data set (their parts on two threads, and in turn on one),
-    the dense path gathers them (gather_rows) and runs the BLAS products.
+    x (N, 784) float32 in turn, as training meets them (epoch_steps): the sparse kernels read
+    each batch's rows where they lie in the data set (their parts on two threads, and in turn
+    on one), the dense path gathers them and runs the BLAS products.
     Returns {"sparse": us, "sparse 1": us, "dense": us} (without "sparse 1" if not asked)."""
     rng = np.random.default_rng(0)
     order = rng.permutation(x.shape[0]).astype(np.int64)
-    batches = [order[k:k + 100] for k in range(0, x.shape[0] - 99, 100)]
+    steps = x.shape[0] // 100
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
-    cap = xs.max_batch_nnz(100)
-    sparse_batches = {on: [on_threads(xs.take(rows, cap, (100, 50)), on) for rows in batches] for on in threads}
+    whole = xs.take(order, xs.max_batch_nnz(100), (100, 50))  # epoch_steps takes its rows 100 at a time
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
     Wp = packed(W)
     b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     out = np.empty((100, 50), np.float32)
     xb = np.empty((100, x.shape[1]), np.float32)
-
-    def sparse_epoch(on):
-        for batch in sparse_batches[on]:
-            sparse_affine_forward(out, batch, Wp, b, RELU)
-            sparse_tn_packed(Wp, batch, dz, -1e-30, 1.0)
-
-    def dense_epoch():
-        for rows in batches:
-            gather_rows(xb, x, rows)
-            affine_forward(out, xb, W, b, RELU)
-            sgd_product(W, xb, dz)
-    contenders = {("sparse" if on else "sparse 1"): (lambda on=on: sparse_epoch(on)) for on in threads}
-    t = apart(contenders, {"dense": dense_epoch}, rounds, 1)
-    return {k: v / len(batches) for k, v in t.items()}
+    contenders = {("sparse" if on else "sparse 1"):
+                  (lambda on=on: epoch_steps(out, xb, on_threads(whole, on), order, Wp, b, dz, 100)) for on in threads}
+    t = apart(contenders, {"dense": lambda: epoch_steps(out, xb, x, order, W, b, dz, 100)}, rounds, 1)
+    return {k: v / steps for k, v in t.items()}
 
 
 def mnist_first_layer(x, rounds):
@@ -211,9 +242,11 @@ def alignment(x, rounds):
             W[...] = rng.standard_normal(W.shape) * 0.05
             dz[...] = rng.standard_normal(dz.shape)
             b, out = np.zeros(M, np.float32), _placed((100, M), skip)
+            # the grouped update both ways (repeat_sgd would take the packed one where W's rows
+            # are on cache lines); called from Python: the same unboxing cost on both sides
             runs[f"forward {skip}"] = lambda out=out, W=W, b=b: sparse_affine_forward(out, batch, W, b, RELU)
-            runs[f"dW1+SGD {skip}"] = lambda W=W, dz=dz: sparse_tn_update(W, batch, dz, -1e-30, 1.0)
-        t = interleaved(runs, rounds, 200)
+            runs[f"dW1+SGD {skip}"] = lambda W=W, dz=dz: sparse_tn_update(W, batch, dz, -STEP, 1.0)
+        t = interleaved(runs, rounds, REPS)
         print(f"  width {M:3}: forward {t['forward 0']:6.1f} / {t['forward 16']:6.1f} us "
               f"(x{t['forward 16'] / t['forward 0']:.2f}),  dW1+SGD {t['dW1+SGD 0']:6.1f} / "
               f"{t['dW1+SGD 16']:6.1f} us (x{t['dW1+SGD 16'] / t['dW1+SGD 0']:.2f})  aligned / off")
@@ -231,10 +264,10 @@ def widths(x, rounds):
         Wp = packed((rng.standard_normal((x.shape[1], M)) * 0.05).astype(np.float32))
         b, out = np.zeros(M, np.float32), np.empty((100, M), np.float32)
         dz = rng.standard_normal((100, M)).astype(np.float32)
-        t = interleaved({"forward 2": lambda: sparse_affine_forward(out, two, Wp, b, RELU),
-                         "forward 1": lambda: sparse_affine_forward(out, one, Wp, b, RELU),
-                         "dW1+SGD 2": lambda: sparse_tn_packed(Wp, two, dz, -1e-30, 1.0),
-                         "dW1+SGD 1": lambda: sparse_tn_packed(Wp, one, dz, -1e-30, 1.0)}, rounds, 200)
+        t = per_rep(interleaved({"forward 2": lambda: repeat_forward(out, two, Wp, b, REPS),
+                                 "forward 1": lambda: repeat_forward(out, one, Wp, b, REPS),
+                                 "dW1+SGD 2": lambda: repeat_sgd(Wp, two, dz, REPS),
+                                 "dW1+SGD 1": lambda: repeat_sgd(Wp, one, dz, REPS)}, rounds, 1))
         print(f"  width {M:3} (rows of {Wp.shape[1]}): forward {t['forward 2']:6.1f} / {t['forward 1']:6.1f} us, "
               f"dW1+SGD {t['dW1+SGD 2']:6.1f} / {t['dW1+SGD 1']:6.1f} us; one thread "
               f"{t['forward 1'] * 1e3 / nnz:.1f} / {t['dW1+SGD 1'] * 1e3 / nnz:.1f} ns per nonzero")

@@ -2,7 +2,8 @@
 one thread next to bare loops that do only their memory and arithmetic work per nonzero,
 over the same MNIST batch's nonzeros (100 rows x 784 -> 50, float32, W1 packed to rows of
 64 on cache lines, as fit's SGD steps run them), in ns per nonzero. One process, the
-contenders alternating round by round, medians.
+contenders alternating round by round, each from compiled code (bench/sparse.py: repeat_forward,
+repeat_sgd), medians.
 
     forward kernel     sparse_affine_forward, its two parts in turn on one thread
     load + FMA, L2     per nonzero: its row of W (4 whole vectors) loaded and multiplied into
@@ -30,14 +31,11 @@ import scipy.sparse as sp
 from numba import njit
 
 from fastbp.datasets import load_mnist
-from fastbp.kernels.affine import affine_forward
-from fastbp.kernels.codes import RELU
 from fastbp.kernels.simd import vadd, vfma, vload, vstore, vzero
-from fastbp.kernels.sparse import on_threads, sparse_affine_forward, sparse_tn_packed
+from fastbp.kernels.sparse import on_threads
 from fastbp.sparse import as_sparse_rows
 
-from bench.sparse import SHARED, apart, batch_nonzeros, interleaved, packed
-from bench.steps import sgd_product
+from bench.sparse import REPS, SHARED, apart, batch_nonzeros, interleaved, packed, per_rep, repeat_forward, repeat_sgd
 
 L = 16  # float32 lanes in a 64-byte vector
 
@@ -109,24 +107,23 @@ def main():
     dz = rng.standard_normal((100, 50)).astype(np.float32)
     d = np.full(64, 1e-30, np.float32)
     sink = packed(np.zeros((1, 16), np.float32)).reshape(-1)
-    reps = 20
-    t = interleaved({
-        "forward kernel": lambda: sparse_affine_forward(out, one, Wp, b, RELU),
-        "load + FMA, L2": lambda: load_fma(Wp, cols, vals, sink, reps),
-        "load + FMA, L1": lambda: load_fma(W_l1, folded, vals, sink, reps),
-        "update kernel": lambda: sparse_tn_packed(Wp, one, dz, -1e-30, 1.0),
-        "load+FMA+store": lambda: load_fma_store(W_l1, folded, vals, d, reps),
-        "stores only": lambda: stores(W_l1, folded, d, reps),
-    }, args.rounds, 50)
-    per = {k: v * 1e3 / nnz / (reps if k not in ("forward kernel", "update kernel") else 1) for k, v in t.items()}
+    t = per_rep(interleaved({  # every contender REPS times over the batch from compiled code
+        "forward kernel": lambda: repeat_forward(out, one, Wp, b, REPS),
+        "load + FMA, L2": lambda: load_fma(Wp, cols, vals, sink, REPS),
+        "load + FMA, L1": lambda: load_fma(W_l1, folded, vals, sink, REPS),
+        "update kernel": lambda: repeat_sgd(Wp, one, dz, REPS),
+        "load+FMA+store": lambda: load_fma_store(W_l1, folded, vals, d, REPS),
+        "stores only": lambda: stores(W_l1, folded, d, REPS),
+    }, args.rounds, 1))
+    per = {k: v * 1e3 / nnz for k, v in t.items()}
     print(f"MNIST batch of 100, {nnz} nonzeros, W1 784 x 50 packed to rows of 64; one thread, ns per nonzero:")
     for k, v in per.items():
         print(f"  {k:16} {v:5.2f} ns  ({v * nnz / 1e3:6.1f} us for the batch)")
     xb = np.ascontiguousarray(x[rows])
-    two_t = apart({"forward, 2 threads": lambda: sparse_affine_forward(out, two, Wp, b, RELU),
-                   "update, 2 threads": lambda: sparse_tn_packed(Wp, two, dz, -1e-30, 1.0)},
-                  {"dense forward": lambda: affine_forward(out, xb, W, b, RELU),
-                   "dense update": lambda: sgd_product(W, xb, dz)}, args.rounds, 200)
+    two_t = per_rep(apart({"forward, 2 threads": lambda: repeat_forward(out, two, Wp, b, REPS),
+                           "update, 2 threads": lambda: repeat_sgd(Wp, two, dz, REPS)},
+                          {"dense forward": lambda: repeat_forward(out, xb, W, b, REPS),
+                           "dense update": lambda: repeat_sgd(W, xb, dz, REPS)}, args.rounds, 1))
     for part, floor in (("forward", "load + FMA, L2"), ("update", "load+FMA+store")):
         dense = two_t[f"dense {part}"]
         print(f"  {part}: 2 threads {two_t[f'{part}, 2 threads']:5.1f} us, dense (BLAS, 2 threads) {dense:5.1f} us, "
