@@ -72,12 +72,15 @@ def solver_update(params, grads, state, solver, t):
     lr = typ(solver.lr)
     if solver.adam:
         b1, b2, eps = typ(solver.beta1), typ(solver.beta2), typ(solver.eps)
+        # 1 - beta in float64, then in the parameters' dtype, as scikit-learn's (1 - beta_1)·grad
+        # (1 - b1 would be an int minus a float32: float64 math per entry in float32)
+        c1, c2 = typ(1.0 - solver.beta1), typ(1.0 - solver.beta2)
         lr_t = typ(solver.lr * np.sqrt(1.0 - solver.beta2 ** t) / (1.0 - solver.beta1 ** t))
         m, v = state[0], state[1]
         for i in range(params.shape[0]):
             g = grads[i]
-            m[i] = b1 * m[i] + (1 - b1) * g
-            v[i] = b2 * v[i] + (1 - b2) * (g * g)
+            m[i] = b1 * m[i] + c1 * g
+            v[i] = b2 * v[i] + c2 * (g * g)
             params[i] += -lr_t * m[i] / (np.sqrt(v[i]) + eps)
     else:
         mu = typ(solver.momentum)

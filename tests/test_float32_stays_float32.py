@@ -50,3 +50,23 @@ def test_softmax_loss_is_float32_but_for_its_float64_loss_sum():
     ir = float32_ir(softmax_loss.softmax_loss_forward_backward, (m22, m22, t2))
     assert not re.search(r"<\d+ x double>", ir)
     assert len([line for line in ir.splitlines() if DOUBLE_MATH.search(line)]) < 24
+
+
+@pytest.mark.parametrize("adam", [True, False], ids=["adam", "sgd"])
+def test_scikit_learn_solver_steps_stay_float32(adam):
+    # per-step scalars (Adam's bias-corrected rate) are float64 by design, computed once; a
+    # per-entry float64 (1 - b1 with b1 float32 is int - float32: float64 in numba) shows as
+    # double vectors in the vectorised loop: twice the converts, half the lanes
+    from fastbp.kernels import sk_solvers
+    p, g, state = np.ones(40, f32), np.ones(40, f32), np.zeros((2, 40), f32)
+    solver = sk_solvers.Solver(adam, 1e-3, 0.9, True, 0.9, 0.999, 1e-8)
+    ir = float32_ir(sk_solvers.solver_update, (p, g, state, solver, 1))
+    assert not re.search(r"<\d+ x double>", ir)
+    assert re.search(r"<\d+ x float>", ir)  # the loop is vectorised at all
+
+
+def test_scikit_learn_l2_term_stays_float32():
+    from fastbp.kernels import sk_solvers
+    sizes, offsets = np.array([3, 2], np.int64), np.array([0, 6], np.int64)
+    ir = float32_ir(sk_solvers.l2_penalty, (np.ones(8, f32), np.ones(8, f32), offsets, sizes, 0.5))
+    assert not re.search(r"<\d+ x double>", ir)

@@ -82,6 +82,22 @@ def test_same_loss_curve_weights_and_predictions_as_scikit_learn(kind, settings)
         assert b.score(X, y) == a.score(X, y)
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_float32_steps_as_scikit_learns_float32_steps(solver):
+    # scikit-learn keeps float32 data in float32 and scales by its Python-float rates, each
+    # rounded to float32 once ((1 - beta_1)·grad); the same rounding here keeps the two within
+    # float32 rounding of each other after several epochs (Adam's (1 - b1) taken in float64 per
+    # entry drifted to 1e-5)
+    X, y = _data("multiclass")
+    X = X.astype(np.float32)
+    kw = dict(hidden_layer_sizes=(7, 5), random_state=1, max_iter=6, solver=solver)
+    a, b = sk.MLPClassifier(**kw).fit(X, y), MLPClassifier(**kw).fit(X, y)
+    for p, q in zip(b.coefs_ + b.intercepts_, a.coefs_ + a.intercepts_):
+        assert p.dtype == q.dtype == np.float32
+        np.testing.assert_allclose(p, q, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-6)
+
+
 def test_warm_start_from_given_weights_matches_scikit_learn():
     # the hook for any initial weights: set coefs_/intercepts_ on a fitted estimator, warm_start=True
     X, y = _data("multiclass")

@@ -5,8 +5,9 @@ entries. sk_update, one thread per parameter, the CPU's rules:
 
     g = grad + scale·p on W entries (scikit-learn's L2 term: scale = alpha / n)
     sgd   v = mu·v - lr·g;  p += v, or with Nesterov p += mu·v - lr·g          (v in s0)
-    adam  m = b1·m + (1 - b1)·g;  v = b2·v + (1 - b2)·g²;
-          p += -lr_t·m / (sqrt(v) + eps)                                      (m, v in s0, s1)
+    adam  m = b1·m + c1·g;  v = b2·v + c2·g²;  p += -lr_t·m / (sqrt(v) + eps)   (m, v in s0, s1)
+          c1 = 1 - b1, c2 = 1 - b2 taken in float64, then rounded to the dtype once (as
+          scikit-learn's (1 - beta_1)·grad and the CPU's)
 
 and, in the same pass, Σ p² over the W entries (before the step) per block into
 partial[block] (float64, a fixed-order tree). sk_finish (one block) adds the step's
@@ -31,9 +32,8 @@ from .softmax_loss import _block_sum
 @functools.lru_cache(maxsize=None)
 def sk_update_source(NP, adam, nesterov, block=None):
     BLOCK = block or config.BLOCK  # a power of two
-    zero, one = NP(0), NP(1)
 
-    def sk_update(params, grads, s0, s1, decay, partial, scale, lr, lr_t, mu, b1, b2, eps):
+    def sk_update(params, grads, s0, s1, decay, partial, scale, lr, lr_t, mu, b1, b2, c1, c2, eps):
         sq = cuda.shared.array(BLOCK, np.float64)
         tid = cuda.threadIdx.x
         i = cuda.blockIdx.x * BLOCK + tid
@@ -45,8 +45,8 @@ def sk_update_source(NP, adam, nesterov, block=None):
                 acc = np.float64(p) * np.float64(p)
                 g += scale * p
             if adam:
-                m = b1 * s0[i] + (one - b1) * g
-                v = b2 * s1[i] + (one - b2) * (g * g)
+                m = b1 * s0[i] + c1 * g
+                v = b2 * s1[i] + c2 * (g * g)
                 s0[i] = m
                 s1[i] = v
                 params[i] = p + -lr_t * m / (math.sqrt(v) + eps)
@@ -63,7 +63,7 @@ def sk_update_source(NP, adam, nesterov, block=None):
 
 def sk_update_signature(NP):
     ty, a = build.scalar(NP), build.array(NP, 1)
-    return types.void(a, a, a, a, types.Array(types.uint8, 1, "C"), build.F64, ty, ty, ty, ty, ty, ty, ty)
+    return types.void(a, a, a, a, types.Array(types.uint8, 1, "C"), build.F64, ty, ty, ty, ty, ty, ty, ty, ty, ty)
 
 
 @functools.lru_cache(maxsize=None)
@@ -123,6 +123,7 @@ def sk_epoch(dev, x, t, order, B, solver, alpha, step, state, div):
         lr_t = solver.lr * np.sqrt(1.0 - solver.beta2 ** step) / (1.0 - solver.beta1 ** step) if solver.adam else 0.0
         update[blocks, config.BLOCK](dev.params, dev.grads, state[0], state[1], dev.decay, partial,
                                      NP(alpha / n), NP(solver.lr), NP(lr_t), NP(solver.momentum),
-                                     NP(solver.beta1), NP(solver.beta2), NP(solver.eps))
+                                     NP(solver.beta1), NP(solver.beta2), NP(1.0 - solver.beta1),
+                                     NP(1.0 - solver.beta2), NP(solver.eps))
         finish[1, config.ROWS_BLOCK](total, losses, partial, 0, float(div), 0.5 * alpha, float(n))
     return float(total.copy_to_host()[0]), step

@@ -138,7 +138,8 @@ def test_sk_update_and_finish_match_the_cpu_solver(adam, nesterov, sizes, dtype,
     lr_t = solver.lr * np.sqrt(1 - solver.beta2 ** step) / (1 - solver.beta1 ** step)
     sk_update(dtype, adam, nesterov)[blocks, config.BLOCK](
         d_p, cuda.to_device(grads), d_s[0], d_s[1], cuda.to_device(decay), partial, dtype(alpha / n),
-        dtype(solver.lr), dtype(lr_t), dtype(0.9), dtype(0.9), dtype(0.999), dtype(1e-8))
+        dtype(solver.lr), dtype(lr_t), dtype(0.9), dtype(0.9), dtype(0.999), dtype(1 - 0.9), dtype(1 - 0.999),
+        dtype(1e-8))
     near(d_p.copy_to_host(), want_p, dtype)
     near(d_s.copy_to_host(), want_s, dtype)
     total = cuda.to_device(np.array([5.0]))
