@@ -76,19 +76,21 @@ def solver_update(params, grads, state, solver, t):
         # (1 - b1 would be an int minus a float32: float64 math per entry in float32)
         c1, c2 = typ(1.0 - solver.beta1), typ(1.0 - solver.beta2)
         lr_t = typ(solver.lr * np.sqrt(1.0 - solver.beta2 ** t) / (1.0 - solver.beta1 ** t))
-        m, v = state[0], state[1]
+        # state indexed in 2D and m, v kept in locals: with m, v = state[0], state[1] as views
+        # LLVM's vectorised loop ran 3x slower (33 against 11 us at 784-50-10, float32)
         for i in range(params.shape[0]):
             g = grads[i]
-            m[i] = b1 * m[i] + c1 * g
-            v[i] = b2 * v[i] + c2 * (g * g)
-            params[i] += -lr_t * m[i] / (np.sqrt(v[i]) + eps)
+            m = b1 * state[0, i] + c1 * g
+            v = b2 * state[1, i] + c2 * (g * g)
+            state[0, i] = m
+            state[1, i] = v
+            params[i] += -lr_t * m / (np.sqrt(v) + eps)
     else:
         mu = typ(solver.momentum)
-        vel = state[0]
         for i in range(params.shape[0]):
             g = grads[i]
-            u = mu * vel[i] - lr * g
-            vel[i] = u
+            u = mu * state[0, i] - lr * g
+            state[0, i] = u
             params[i] += mu * u - lr * g if solver.nesterov else u
 
 
