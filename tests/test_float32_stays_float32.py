@@ -65,6 +65,18 @@ def test_scikit_learn_solver_steps_stay_float32(adam):
     assert re.search(r"<\d+ x float>", ir)  # the loop is vectorised at all
 
 
+@pytest.mark.parametrize("name,args", [
+    ("sgd_update", (v, v, 0.1, 0.01)), ("momentum_update", (v, v, v, 0.1, 0.9, 0.01)),
+    ("nesterov_update", (v, v, v, 0.1, 0.9, 0.01)), ("adagrad_update", (v, v, v, 0.1, 0.01)),
+    ("adam_update", (v, v, v, v, 0.1, 0.9, 0.999, 0.01))])
+def test_optimizer_steps_stay_float32(name, args):
+    # the rates come in as Python floats and are taken in the parameters' dtype once
+    from fastbp.kernels import optimizers
+    ir = float32_ir(getattr(optimizers, name), tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args))
+    assert not re.search(r"<\d+ x double>", ir)
+    assert re.search(r"<\d+ x float>", ir)
+
+
 def test_scikit_learn_l2_term_stays_float32():
     from fastbp.kernels import sk_solvers
     sizes, offsets = np.array([3, 2], np.int64), np.array([0, 6], np.int64)
