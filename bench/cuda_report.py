@@ -98,11 +98,17 @@ def bench_sgemm(sizes, rounds, smoke):
             ref = cp.asnumpy(cA @ cB)
         elif smoke:
             ref = A @ B
-        versions = ["tiled", "regblock"] + (["naive"] if n <= 4096 else [])
-        for v in versions:
+        # "regblock" is config.REG's shape; regblock_TxRxBK the other candidates
+        # (config.REG_CANDIDATES), timed the same way
+        versions = {"tiled": ("tiled", None), "regblock": ("regblock", None)}
+        versions.update({"regblock_" + "x".join(map(str, shape)): ("regblock", shape)
+                         for shape in config.REG_CANDIDATES if shape != config.REG})
+        if n <= 4096:
+            versions["naive"] = ("naive", None)
+        for v, (version, shape) in versions.items():
             dC = cuda.device_array((n, n), np.float32)
-            row[f"{v}_s"] = median_time(lambda: gemm.gemm(dC, dA, dB, version=v), cuda.synchronize,
-                                        max(3, rounds // (4 if v == "naive" else 1)))
+            row[f"{v}_s"] = median_time(lambda: gemm.gemm(dC, dA, dB, version=version, shape=shape),
+                                        cuda.synchronize, max(3, rounds // (4 if v == "naive" else 1)))
             if ref is not None:
                 got = dC.copy_to_host()
                 row[f"{v}_max_rel_err"] = float(np.abs(got - ref).max() / np.abs(ref).max())

@@ -41,13 +41,17 @@ def _f64_ops(ptx):
 
 
 def _kernels():
-    from fastbp.kernels.cuda import entry_losses, epoch, gather, gemm, optimizers, sk_solvers, softmax_loss
+    from fastbp.kernels.cuda import config, entry_losses, epoch, gather, gemm, optimizers, sk_solvers, softmax_loss
     for NP in (np.float32, np.float64):
         for version in gemm.VERSIONS:
             for ta, tb, epi in ((False, False, gemm.EPI_BIAS_ACT), (False, True, gemm.EPI_ACT_GRAD),
                                 (True, False, gemm.EPI_COLSUM), (True, True, gemm.EPI_NONE)):
                 yield (f"gemm-{version}-{int(ta)}{int(tb)}-epi{epi}", NP,
                        gemm.source(version, ta, tb, epi, NP), gemm.signature(NP), False)
+        if NP is np.float32:  # the register-blocked shapes bench/cuda_report.py times (config.py)
+            for shape in config.REG_CANDIDATES:
+                yield (f"gemm-regblock-{'x'.join(map(str, shape))}", NP,
+                       gemm.source("regblock", False, False, gemm.EPI_NONE, NP, shape), gemm.signature(NP), False)
         yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP), False
         # its losses are float64 by design, as softmax's (epoch.py)
         yield "epoch", NP, epoch.source(NP, 256), epoch.signature(NP), True
@@ -81,7 +85,7 @@ def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
         if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
         names.append(name)
-    assert len(names) == 2 * (3 * 4 + 5 + 3 + 2 * (2 + 3)) + 2
+    assert len(names) == 2 * (3 * 4 + 5 + 3 + 2 * (2 + 3)) + 2 + len(config.REG_CANDIDATES)
 
 
 def test_float32_output_gradients_stay_float32(compile_ptx):

@@ -21,6 +21,12 @@ else:
     ROWS_BLOCK = 256
     EPOCH_BLOCK = 256
 
+# Register-blocked shapes (T, R, BK) that bench/cuda_report.py times side by side with REG in
+# its SGEMM table: larger tiles and more outputs a thread (8 x 8: 64 multiply-adds per 16
+# shared loads, against 16 per 8 at 4 x 4). The fastest at 4096 on the GPU at hand is the one
+# to make REG (docs/cuda.md, Measurements). Tested under the simulator and compiled to PTX like REG.
+REG_CANDIDATES = ((16, 4, 8), (16, 8, 8), (8, 8, 8), (16, 8, 16), (16, 4, 16))
+
 # The epoch kernel's grid: this many blocks per multiprocessor (each grid-wide barrier waits
 # for all of them; see epoch.blocks).
 EPOCH_BLOCKS_PER_SM = 1

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from numba import cuda
 
 from cudatest import needs_device, near
+from fastbp.kernels.cuda import config
 from fastbp.kernels.cuda import gemm as G
 from fastbp.kernels.cuda.activations import RELU, SIGMOID
 
@@ -79,9 +80,10 @@ def test_colsum_is_the_bias_gradient(version, M, N, K, dtype, rng):
     near(got_db, dz.sum(axis=0), dtype)
 
 
-@pytest.mark.parametrize("version,shape", [("tiled", 16), ("regblock", (16, 4, 8))])
+@pytest.mark.parametrize("version,shape", [("tiled", 16)] + [("regblock", s) for s in config.REG_CANDIDATES])
 def test_full_size_tiles(version, shape, rng):
-    # the GPU's launch shapes (config.py), at a size that still crosses tile edges
+    # the GPU's launch shapes (config.py, and the register-blocked shapes the SGEMM benchmark
+    # times against them), at a size that still crosses tile edges
     M, N, K = 17, 18, 9
     for ta, tb in ((False, False), (True, False), (False, True)):
         A, B, want = _operands(rng, M, N, K, ta, tb, np.float32)
