@@ -40,6 +40,7 @@ import platform
 import statistics
 import time
 import warnings
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -122,19 +123,29 @@ def interleaved(contenders, rounds, calls):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def first_layer(x, rounds):
-    """Forward and dW1+SGD on a 100-row batch of x (N, 784) float32, the sparse kernels in
-    their two parts on two threads and in turn on one: ({name: us}, batch nonzeros)."""
+MnistBatch = namedtuple("MnistBatch", "rows batch one two xb W Wp b dz out nnz")
+
+
+def mnist_batch(x):
+    """The first-layer benchmarks' batch: 100 seeded rows of x (N, 784) float32 as a Csr batch
+    (its parts on threads: two; in turn: one) and gathered dense (xb), W1 (784 x 50) and its
+    packed copy Wp, b1, a dz and an output (100 x 50), and the batch's nonzeros."""
     rng = np.random.default_rng(0)
     rows = rng.permutation(x.shape[0])[:100].astype(np.int64)
     xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
-    batch, xb = xs.take(rows, xs.max_batch_nnz(100), (100, 50)), np.ascontiguousarray(x[rows])
-    one, two = on_threads(batch, False), on_threads(batch, True)
+    batch = xs.take(rows, xs.max_batch_nnz(100), (100, 50))
     W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
-    Wp = packed(W)
-    b = np.zeros(50, np.float32)
     dz = rng.standard_normal((100, 50)).astype(np.float32)
-    out = np.empty((100, 50), np.float32)
+    return MnistBatch(rows, batch, on_threads(batch, False), on_threads(batch, True), np.ascontiguousarray(x[rows]),
+                      W, packed(W), np.zeros(50, np.float32), dz, np.empty((100, 50), np.float32),
+                      batch_nonzeros(batch, rows))
+
+
+def first_layer(x, rounds):
+    """Forward and dW1+SGD on a 100-row batch of x (N, 784) float32, the sparse kernels in
+    their two parts on two threads and in turn on one: ({name: us}, batch nonzeros)."""
+    m = mnist_batch(x)
+    one, two, xb, W, Wp, b, dz, out = m.one, m.two, m.xb, m.W, m.Wp, m.b, m.dz, m.out
     t = apart({
         "forward sparse": lambda: repeat_forward(out, two, Wp, b, REPS),
         "forward sparse 1": lambda: repeat_forward(out, one, Wp, b, REPS),
@@ -146,7 +157,7 @@ def first_layer(x, rounds):
         "forward dense": lambda: repeat_forward(out, xb, W, b, REPS),
         "dW1+SGD dense": lambda: repeat_sgd(W, xb, dz, REPS),
     }, rounds, 1)
-    return per_rep(t), batch_nonzeros(batch, rows)
+    return per_rep(t), m.nnz
 
 
 def batch_nonzeros(batch, rows):

@@ -27,15 +27,13 @@ import platform
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from numba import njit
 
 from fastbp.datasets import load_mnist
 from fastbp.kernels.simd import vadd, vfma, vload, vstore, vzero
-from fastbp.kernels.sparse import on_threads
-from fastbp.sparse import as_sparse_rows
 
-from bench.sparse import REPS, SHARED, apart, batch_nonzeros, interleaved, packed, per_rep, repeat_forward, repeat_sgd
+from bench.sparse import (REPS, SHARED, apart, interleaved, mnist_batch, packed, per_rep, repeat_forward,
+                          repeat_sgd)
 
 L = 16  # float32 lanes in a 64-byte vector
 
@@ -91,20 +89,12 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"numpy {np.__version__}; {time.strftime('%Y-%m-%d')}")
     x = load_mnist(root=args.data_dir, download=False)[0][0]
-    rng = np.random.default_rng(0)
-    rows = rng.permutation(x.shape[0])[:100].astype(np.int64)  # bench.sparse's batch
-    xs = as_sparse_rows(sp.csr_matrix(x), x.shape[1], np.float32)
-    batch = xs.take(rows, xs.max_batch_nnz(100), (100, 50))
-    one, two = on_threads(batch, False), on_threads(batch, True)
-    nnz = batch_nonzeros(batch, rows)
-    pos = np.concatenate([np.arange(batch.indptr[r], batch.indptr[r + 1]) for r in rows])
-    cols, vals = batch.indices[pos].astype(np.int64), batch.data[pos]  # the forward's order
-    W = (rng.standard_normal((x.shape[1], 50)) * 0.05).astype(np.float32)
-    Wp = packed(W)  # 784 x 64 on cache lines
-    W_l1 = packed(W[:64])  # 64 x 64: 16 KB
+    m = mnist_batch(x)  # bench.sparse's first-layer batch
+    one, two, xb, W, Wp, b, dz, out, nnz = m.one, m.two, m.xb, m.W, m.Wp, m.b, m.dz, m.out, m.nnz
+    pos = np.concatenate([np.arange(m.batch.indptr[r], m.batch.indptr[r + 1]) for r in m.rows])
+    cols, vals = m.batch.indices[pos].astype(np.int64), m.batch.data[pos]  # the forward's order
+    W_l1 = packed(W[:64])  # 64 x 64: 16 KB (Wp: 784 x 64 on cache lines)
     folded = cols % 64
-    b, out = np.zeros(50, np.float32), np.empty((100, 50), np.float32)
-    dz = rng.standard_normal((100, 50)).astype(np.float32)
     d = np.full(64, 1e-30, np.float32)
     sink = packed(np.zeros((1, 16), np.float32)).reshape(-1)
     t = per_rep(interleaved({  # every contender REPS times over the batch from compiled code
@@ -119,7 +109,6 @@ def main():
     print(f"MNIST batch of 100, {nnz} nonzeros, W1 784 x 50 packed to rows of 64; one thread, ns per nonzero:")
     for k, v in per.items():
         print(f"  {k:16} {v:5.2f} ns  ({v * nnz / 1e3:6.1f} us for the batch)")
-    xb = np.ascontiguousarray(x[rows])
     two_t = per_rep(apart({"forward, 2 threads": lambda: repeat_forward(out, two, Wp, b, REPS),
                            "update, 2 threads": lambda: repeat_sgd(Wp, two, dz, REPS)},
                           {"dense forward": lambda: repeat_forward(out, xb, W, b, REPS),
