@@ -114,6 +114,10 @@ def sk_epoch(dev, x, t, order, B, solver, alpha, step, state, div):
     total = cuda.to_device(np.zeros(1))
     losses = cuda.device_array(1, np.float64)
     N = order.shape[0]
+    # the epoch's constant arguments of sk_update, in the dtype once: lr, then mu b1 b2 c1 c2 eps
+    lr = NP(solver.lr)
+    rates = tuple(NP(r) for r in (solver.momentum, solver.beta1, solver.beta2, 1.0 - solver.beta1,
+                                  1.0 - solver.beta2, solver.eps))
     for start in range(0, N, B):
         n = min(B, N - start)
         ws = dev.workspace(n)
@@ -122,8 +126,6 @@ def sk_epoch(dev, x, t, order, B, solver, alpha, step, state, div):
         step += 1
         lr_t = solver.lr * np.sqrt(1.0 - solver.beta2 ** step) / (1.0 - solver.beta1 ** step) if solver.adam else 0.0
         update[blocks, config.BLOCK](dev.params, dev.grads, state[0], state[1], dev.decay, partial,
-                                     NP(alpha / n), NP(solver.lr), NP(lr_t), NP(solver.momentum),
-                                     NP(solver.beta1), NP(solver.beta2), NP(1.0 - solver.beta1),
-                                     NP(1.0 - solver.beta2), NP(solver.eps))
+                                     NP(alpha / n), lr, NP(lr_t), *rates)
         finish[1, config.ROWS_BLOCK](total, losses, partial, 0, float(div), 0.5 * alpha, float(n))
     return float(total.copy_to_host()[0]), step
