@@ -13,6 +13,7 @@ from fastbp.backend import CHUNK_STEPS, NamedParams, Trainer
 from fastbp.checks import check_params, class_ids
 from fastbp.kernels import layout as lay
 from fastbp.kernels import mlp
+from fastbp.kernels.config import BLAS_ONE_THREAD
 from fastbp.kernels.optimizers import optimizer_step
 from fastbp.kernels.sparse import Csr, on_threads
 from fastbp.kernels.train import Model, Work, train_steps, weighted_gradient
@@ -63,11 +64,8 @@ class ParamDict(NamedParams):
         return "{" + ", ".join(f"{k!r}: {v.dtype}{list(v.shape)}" for k, v in self._views.items()) + "}"
 
 
-# OpenBLAS multiplies on the calling thread when m*n*k is at most 65536 * 4 (its
-# GEMM_MULTITHREAD_THRESHOLD), and on its own threads above that; those spin for a while
-# after each call and then steal a core from numba's threads. Whole-set passes over
-# sparse input split rows between numba's threads in blocks this small in every product.
-BLAS_ONE_THREAD = 65536 * 4
+# Whole-set passes over sparse input split rows between numba's threads in blocks small
+# enough that every product stays under BLAS_ONE_THREAD (kernels/config.py).
 MAX_BLOCK = 256  # rows per block; smaller ones only where a layer is wide
 MIN_BLOCK = 32   # below this the later layers' BLAS calls are too small to pay: one thread
 
@@ -85,18 +83,46 @@ os.register_at_fork(after_in_child=lambda: _FORKED.append(True))
 def threads(x, sizes, n):
     """x as given, or for a Csr in parts (kernels/sparse.py) with them on numba's threads
     when this thread may enter parallel code now (_PARALLEL free, not forked, more than one
-    thread) and every later layer's product over n rows of a network of these widths keeps
-    BLAS on the calling thread (BLAS_ONE_THREAD: OpenBLAS's threads spinning after a larger
-    one and numba's after each part take each other's cores; at 784-256-128-10 and 200
-    rows a step ran 10x slower). Otherwise its parts run in turn: the same numbers."""
+    thread). Then the later layers' products over n rows of a network of these widths run
+    on numba's threads too, in blocks of rows (kernels/mlp.py: split_products), each block's
+    BLAS call on its thread: where one is large enough to wake BLAS's own threads
+    (BLAS_ONE_THREAD), only inside blas_on_one_thread(). BLAS's threads spinning after a
+    product and numba's after each part take each other's cores: at 784-256-128-10 and 200
+    rows a step ran 10x slower with both. Where BLAS cannot be limited, the parts run in
+    turn and BLAS keeps its threads. The same numbers either way, to rounding."""
     if not isinstance(x, Csr) or x.work.splits.shape[0] <= 2 or _FORKED or numba.get_num_threads() < 2 \
-            or n * _widest_later(sizes) > BLAS_ONE_THREAD or not _PARALLEL.acquire(blocking=False):
+            or not _PARALLEL.acquire(blocking=False):
         yield x
         return
     try:
-        yield on_threads(x, True)
+        if n * _widest_later(sizes) <= BLAS_ONE_THREAD:
+            yield on_threads(x, True)
+        else:
+            with blas_on_one_thread() as limited:
+                yield on_threads(x, limited)
     finally:
         _PARALLEL.release()
+
+
+_BLAS_CONTROLLER = []  # threadpoolctl's view of the loaded BLAS libraries, made at first use
+
+
+@contextlib.contextmanager
+def blas_on_one_thread():
+    """Every BLAS library loaded in this process limited to one thread inside (threadpoolctl,
+    as scikit-learn limits BLAS around its own OpenMP loops); yields whether that took: False
+    without threadpoolctl or where it finds no BLAS it can set (numba calls SciPy's)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401  (numba's BLAS: loaded before the scan)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        yield False
+        return
+    if not _BLAS_CONTROLLER:
+        _BLAS_CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
+    blas = _BLAS_CONTROLLER[0]
+    with blas.limit(limits=1):
+        yield bool(blas.lib_controllers) and all(c.num_threads == 1 for c in blas.lib_controllers)
 
 
 def _widest_later(sizes):

@@ -19,6 +19,7 @@ from .config import CACHE, FASTMATH
 from .matmul import matmul_nn_blas as matmul_nn
 from .matmul import matmul_nt_blas as matmul_nt
 from .matmul import matmul_tn_blas as matmul_tn
+from .matmul import product
 from .relu import relu, relu_grad
 from .sigmoid import sigmoid, sigmoid_grad
 from .tanh import tanh, tanh_grad
@@ -47,14 +48,28 @@ def _act_grad(y, act):
     return type(y)(1)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
-def affine_forward(out, x, W, b, act):
-    # x is (N, D), W is (D, M), b is (M,), out is (N, M)
-    matmul_nn(out, x, W)
+@njit(inline="always")
+def _bias_act(out, b, act):
+    # the epilogue: out = act(out + b), b broadcast over out's rows
     N, M = out.shape
     for i in range(N):
         for j in range(M):
             out[i, j] = _act(out[i, j] + b[j], act)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def affine_forward(out, x, W, b, act):
+    # x is (N, D), W is (D, M), b is (M,), out is (N, M)
+    matmul_nn(out, x, W)
+    _bias_act(out, b, act)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def affine_forward_split(out, x, W, b, act, blocks):
+    # affine_forward with its product in blocks of rows on numba's threads where it is large
+    # and blocks > 1 (matmul.product)
+    product(out, x, W, False, False, 1.0, 0.0, blocks)
+    _bias_act(out, b, act)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

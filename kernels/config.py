@@ -22,3 +22,7 @@ FASTMATH = set()
 DIVIDING = dict(error_model="numpy")
 LOOP_FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 CACHE = True
+# OpenBLAS multiplies on the calling thread when m*n*k is at most 65536 * 4 (its
+# GEMM_MULTITHREAD_THRESHOLD), and on its own threads above that; those spin for a while
+# after each call and then steal a core from numba's threads (fastbp/cpu.py: threads).
+BLAS_ONE_THREAD = 65536 * 4

@@ -18,12 +18,11 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from .affine import affine_forward, bias_act_backward
+from .affine import affine_forward, affine_forward_split, bias_act_backward
 from .codes import IDENTITY
 from .config import CACHE, FASTMATH
 from .layout import act_block, param_block
-from .matmul import gemm_tn_update
-from .matmul import matmul_nt_blas as matmul_nt
+from .matmul import gemm_tn_update, product
 from .matmul import matmul_tn_blas as matmul_tn
 from .optimizers import sgd_update
 from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
@@ -68,6 +67,20 @@ def first_weight_update(C, x, dz, alpha, beta):
 def first_sgd_update(W, x, dz, alpha, beta):
     """first_weight_update on W itself (alpha -lr, beta 1 - lr·wd: SGD); on the packed copy
     of W where a training loop keeps one for a Csr x (sparse.py: with_packed)."""
+
+
+def split_products(x):
+    """In how many blocks of rows the later layers' large products may run on numba's threads
+    (matmul.product): for x a Csr whose parts run on them, one per part; else 1, one BLAS call.
+    cpu.threads puts the parts on threads only with BLAS kept to one thread wherever such a
+    product is large enough to wake BLAS's own threads."""
+
+
+@overload(split_products)
+def _split_products(x):
+    if is_csr(x):
+        return lambda x: x.work.splits.shape[0] - 1 if x.work.threaded else 1
+    return lambda x: 1
 
 
 @overload(n_rows)
@@ -118,10 +131,11 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
     L = sizes.shape[0] - 1
     W, b = _weights(params, offsets, sizes, 0)
     first_forward(_output(acts, sizes, N, 0), x, W, b, _act_of(0, L, act))
+    split = split_products(x)
     for l in range(1, L):
         W, b = _weights(params, offsets, sizes, l)
-        affine_forward(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
-                       _act_of(l, L, act))
+        affine_forward_split(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
+                             _act_of(l, L, act), split)
 
 
 @njit(inline="always")
@@ -269,28 +283,30 @@ def mlp_scores_blocks(hits, losses, params, offsets, sizes, x, t, ids, act, with
 def _backprop(grads, acts, deltas, params, offsets, sizes, x, act, sgd, lr, wd):
     # From d loss / d output, already in deltas[:N * DL], back through every layer: one pass
     # for dz = dout * act'(out) and db, dx = dz·Wᵀ with W as it is, then the weight product:
-    # dW = inᵀ·dz into grads, or with sgd the update itself inside it (gemm_tn_update:
-    # W = (1 - lr*wd)·W - lr·inᵀ·dz) and b -= lr·db. deltas ping-pongs between two halves.
-    # The first layer (its input x dense or sparse) needs no dx.
+    # dW = inᵀ·dz into grads, or with sgd the update itself inside it (one BLAS call with
+    # alpha and beta: W = (1 - lr*wd)·W - lr·inᵀ·dz) and b -= lr·db. deltas ping-pongs
+    # between two halves. The first layer (its input x dense or sparse) needs no dx. The
+    # later layers' products in blocks on numba's threads where split_products(x).
     N = n_rows(x)
     L = sizes.shape[0] - 1
     half = deltas.shape[0] // 2
     C = sizes[L]
     dcur = deltas[:N * C].reshape((N, C))
     side = 0
+    split = split_products(x)
     for l in range(L - 1, 0, -1):
         W, b = _weights(params, offsets, sizes, l)
         dW, db = _weights(grads, offsets, sizes, l)
         bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, l), _act_of(l, L, act))
         side = 1 - side
         dprev = deltas[side * half:side * half + N * sizes[l]].reshape((N, sizes[l]))
-        matmul_nt(dprev, dcur, W)
+        product(dprev, dcur, W, False, True, 1.0, 0.0, split)
         inp = _output(acts, sizes, N, l - 1)
         if sgd:
-            gemm_tn_update(W, inp, dcur, -lr, 1.0 - lr * wd)
+            product(W, inp, dcur, True, False, -lr, 1.0 - lr * wd, split)
             sgd_update(b, db, lr, 0.0)
         else:
-            matmul_tn(dW, inp, dcur)
+            product(dW, inp, dcur, True, False, 1.0, 0.0, split)
         dcur = dprev
     W, b = _weights(params, offsets, sizes, 0)
     dW, db = _weights(grads, offsets, sizes, 0)

@@ -76,3 +76,57 @@ def test_gemm_tn_update_refuses_strided_or_mixed_arrays(rng):
         _gemm_tn_update(c, a[:, ::-1], b, 1.0, 0.0)
     with pytest.raises(Exception, match="C-contiguous arrays of one dtype"):
         _gemm_tn_update(c, a.astype(np.float32), b, 1.0, 0.0)
+
+
+@njit
+def _gemm_rows(c, a, b, ta, tb, alpha, beta, r0, r1):  # callable from compiled code only
+    matmul.gemm_rows(c, a, b, ta, tb, alpha, beta, r0, r1)
+
+
+@njit
+def _product(c, a, b, ta, tb, alpha, beta, blocks):
+    matmul.product(c, a, b, ta, tb, alpha, beta, blocks)
+
+
+def _operands(rng, dtype, M, K, N, ta, tb):
+    # op(a) (M, K) and op(b) (K, N) as the kernels take them, and the plain product
+    a, b = sparse(rng, (M, K), dtype), rng.standard_normal((K, N)).astype(dtype)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    return (np.ascontiguousarray(a.T) if ta else a), (np.ascontiguousarray(b.T) if tb else b), want
+
+
+TRANSPOSES = [(False, False), (False, True), (True, False)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES)
+@pytest.mark.parametrize("ta,tb", TRANSPOSES)
+def test_gemm_rows_writes_its_rows_and_nothing_else(rng, dtype, M, K, N, ta, tb):
+    a, b, ab = _operands(rng, dtype, M, K, N, ta, tb)
+    c0 = rng.standard_normal((M, N)).astype(dtype)
+    r0, r1 = M // 3, M - M // 4  # a middle range; all of c for M = 1
+    c = c0.copy()
+    _gemm_rows(c, a, b, ta, tb, -0.5, 2.0, r0, r1)
+    want = c0.astype(np.float64)
+    want[r0:r1] = -0.5 * ab[r0:r1] + 2.0 * want[r0:r1]
+    assert_near(c, want.astype(dtype), dtype)
+    np.testing.assert_array_equal(c[:r0], c0[:r0])
+    np.testing.assert_array_equal(c[r1:], c0[r1:])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", SHAPES + [(200, 256, 128), (3, 300, 400)])
+@pytest.mark.parametrize("ta,tb", TRANSPOSES)
+@pytest.mark.parametrize("blocks", [1, 2, 3, 7])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.1, 0.999)])
+def test_product_in_blocks_is_one_product(rng, dtype, M, K, N, ta, tb, blocks, alpha, beta):
+    # large products (past BLAS_ONE_THREAD) in blocks of rows on numba's threads, fewer rows
+    # than blocks included; small ones in one call: the same numbers either way
+    a, b, ab = _operands(rng, dtype, M, K, N, ta, tb)
+    c0 = rng.standard_normal((M, N)).astype(dtype)
+    c = np.full((M, N), np.nan, dtype) if beta == 0 else c0.copy()  # beta 0: c's old values unread
+    _product(c, a, b, ta, tb, alpha, beta, blocks)
+    assert_near(c, (alpha * ab + beta * c0.astype(np.float64)).astype(dtype), dtype)
+    whole = c0.copy()
+    _product(whole, a, b, ta, tb, alpha, beta, 1)
+    assert_near(c, whole, dtype)

@@ -1,5 +1,6 @@
 """The sparse first layer (kernels/sparse.py) against the dense NumPy reference, and sparse
 input through Network and fit against the same network on the same data made dense."""
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import fastbp
 import numba
 from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
-from fastbp.cpu import BLAS_ONE_THREAD, parallel_block
+from fastbp.cpu import parallel_block
+from fastbp.kernels.config import BLAS_ONE_THREAD
 from fastbp.datasets import load_mnist
 from fastbp.kernels import layout, reference
 from fastbp.kernels.sparse import (on_threads, pack_rows, packed_view, padded_width, release_packed,
@@ -417,6 +419,31 @@ def test_fit_gives_the_same_numbers_on_threads_in_turn_and_in_a_forked_child(rng
     np.testing.assert_array_equal(threaded, child)
 
 
+def test_a_wide_network_trains_to_the_same_numbers_on_threads_and_in_turn(rng, monkeypatch):
+    # later products past BLAS_ONE_THREAD, in blocks of rows on numba's threads with BLAS on
+    # one thread, against the parts in turn with BLAS on its own threads
+    from fastbp import cpu
+    x = sp.csr_matrix(sparse_matrix(rng, 300, 200, 0.2, np.float32))
+    t = rng.integers(0, 4, 300)
+    sizes = [200, 40, 256, 128, 4]
+    assert 50 * 256 * 128 > BLAS_ONE_THREAD
+
+    def train():
+        net = fastbp.Network(sizes, seed=0, sparse=True)
+        fastbp.fit(net, x, t, epochs=2, batch_size=50, lr=0.1, seed=0, progress=False, train_accuracy=False)
+        return net.flat_params.copy()
+    seen, real = [], cpu.threads
+    monkeypatch.setattr(cpu, "threads", lambda xk, s, n: _Recorded(real(xk, s, n), seen))
+    threaded = train()
+    assert seen and all(seen) == (numba.get_num_threads() > 1)
+    seen.clear()
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "_FORKED", [True])
+        in_turn = train()
+    assert seen and not any(seen)
+    assert_near(threaded, in_turn, np.float32)
+
+
 class _Recorded:
     def __init__(self, cm, seen):
         self.cm, self.seen = cm, seen
@@ -690,14 +717,34 @@ def test_non_numeric_sparse_input_is_a_type_error():
         fastbp.Network([5, 3, 2]).predict(m)
 
 
-def test_no_threads_where_blas_would_use_its_own():
-    # a later layer whose products over a batch wake OpenBLAS's threads: the parts in turn
-    from fastbp.cpu import threads
+def _blas_threads():
+    import threadpoolctl
+    return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_wide_later_layers_run_on_numbas_threads_with_blas_on_one(monkeypatch):
+    # a later layer whose products over a batch would wake BLAS's threads: the parts and
+    # those products on numba's threads, every BLAS library on one thread meanwhile, and
+    # BLAS's own threads back after; where BLAS cannot be limited, the parts in turn
+    from fastbp import cpu
     x = sparse_matrix(np.random.default_rng(0), 400, 300, 0.3, np.float32)
     r = as_sparse_rows(sp.csr_matrix(x), 300, np.float32)
     batch = r.take(np.arange(50, dtype=np.int64), r.max_batch_nnz(50), (50, 40))
     assert batch.work.splits.shape[0] == PARTS + 1
-    with threads(batch, (300, 40, 4), 50) as xk:
-        assert xk.work.threaded == (numba.get_num_threads() > 1)
-    with threads(batch, (300, 40, 256, 128, 4), 50) as xk:  # 50 x 256 x 128 > BLAS_ONE_THREAD
+    many = numba.get_num_threads() > 1
+    before = _blas_threads()
+    with cpu.threads(batch, (300, 40, 4), 50) as xk:
+        assert xk.work.threaded == many
+        assert _blas_threads() == before
+    with cpu.threads(batch, (300, 40, 256, 128, 4), 50) as xk:  # 50 x 256 x 128 > BLAS_ONE_THREAD
+        assert xk.work.threaded == many
+        if many:
+            assert _blas_threads() and set(_blas_threads()) == {1}
+    assert _blas_threads() == before
+
+    @contextlib.contextmanager
+    def cannot():
+        yield False
+    monkeypatch.setattr(cpu, "blas_on_one_thread", cannot)
+    with cpu.threads(batch, (300, 40, 256, 128, 4), 50) as xk:
         assert not xk.work.threaded
