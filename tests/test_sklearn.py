@@ -1,11 +1,13 @@
 """fastbp.MLPClassifier / MLPRegressor against scikit-learn: its estimator checks, and its own
 MLP estimators as the numerical referee (same random_state, same data: the same loss curve)."""
+import contextlib
 import os
 import pickle
 import subprocess
 import sys
 import warnings
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -141,6 +143,58 @@ def test_sparse_input_gives_the_dense_result(fmt):
     np.testing.assert_allclose(sparse.predict_proba(sp.csr_matrix(X)), dense.predict_proba(X), rtol=1e-10)
     ref = sk.MLPClassifier(**kw).fit(sp.csr_matrix(X), y)
     np.testing.assert_allclose(sparse.loss_curve_, ref.loss_curve_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_wide_network_on_sparse_input_steps_as_scikit_learn_on_threads_and_in_turn(solver, monkeypatch):
+    # products past BLAS_ONE_THREAD and a solver step past SOLVER_SPLIT_MIN parameters: both
+    # in blocks on numba's threads (BLAS held to one thread), against the parts in turn with
+    # BLAS on its own threads, and against scikit-learn
+    from fastbp import cpu
+    from fastbp.kernels.config import BLAS_ONE_THREAD
+    from fastbp.kernels.sk_solvers import SOLVER_SPLIT_MIN
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.standard_normal((300, 200)) * (rng.random((300, 200)) < 0.1))
+    y = rng.integers(0, 3, 300)
+    kw = dict(hidden_layer_sizes=(256, 256), solver=solver, max_iter=3, random_state=0)
+    assert 200 * 256 * 256 > BLAS_ONE_THREAD and 200 * 256 + 256 * 256 > SOLVER_SPLIT_MIN
+    seen, real = [], fastbp.sklearn.threads
+
+    @contextlib.contextmanager
+    def spy(x, sizes, n):  # what each epoch ran on
+        with real(x, sizes, n) as xk:
+            seen.append(bool(xk.work.threaded))
+            yield xk
+    monkeypatch.setattr(fastbp.sklearn, "threads", spy)
+    threaded = MLPClassifier(**kw).fit(X, y)
+    assert seen and all(seen) == (numba.get_num_threads() > 1)
+    seen.clear()
+    with monkeypatch.context() as m:
+        m.setattr(cpu, "_FORKED", [True])  # as in a forked child: the parts in turn
+        in_turn = MLPClassifier(**kw).fit(X, y)
+    assert seen and not any(seen)
+    np.testing.assert_allclose(threaded.loss_curve_, in_turn.loss_curve_, rtol=1e-12)
+    for a, b in zip(threaded.coefs_, in_turn.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    ref = sk.MLPClassifier(**kw).fit(X, y)
+    np.testing.assert_allclose(threaded.loss_curve_, ref.loss_curve_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("adam,nesterov", [(True, False), (False, True), (False, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("P,blocks", [(1, 2), (1001, 2), (1001, 3), (77777, 2)])
+def test_solver_step_on_threads_is_the_step_on_one(adam, nesterov, dtype, P, blocks):
+    from fastbp.kernels.sk_solvers import Solver, solver_update, solver_update_threads
+    rng = np.random.default_rng(P)
+    solver = Solver(adam, 1e-3, 0.9, nesterov, 0.9, 0.999, 1e-8)
+    p, g = rng.standard_normal(P).astype(dtype), rng.standard_normal(P).astype(dtype)
+    state = rng.random((2, P)).astype(dtype)
+    p2, state2 = p.copy(), state.copy()
+    for t in (1, 2, 3):
+        solver_update(p, g, state, solver, t)
+        solver_update_threads(p2, g, state2, solver, t, blocks)
+    np.testing.assert_array_equal(p2, p)
+    np.testing.assert_array_equal(state2, state)
 
 
 def test_float32_data_is_worked_in_float32_and_dtype_can_ask_for_it():
