@@ -110,8 +110,8 @@ _BLAS_CONTROLLER = []  # threadpoolctl's view of the loaded BLAS libraries, made
 @contextlib.contextmanager
 def blas_on_one_thread():
     """Every BLAS library loaded in this process limited to one thread inside (threadpoolctl,
-    as scikit-learn limits BLAS around its own OpenMP loops); yields whether that took: False
-    without threadpoolctl or where it finds no BLAS it can set (numba calls SciPy's)."""
+    as scikit-learn limits BLAS around its own OpenMP loops); yields whether that took: False,
+    with nothing changed, where threadpoolctl finds no BLAS or cannot set every one."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401  (numba's BLAS: loaded before the scan)
         from threadpoolctl import ThreadpoolController
@@ -122,7 +122,10 @@ def blas_on_one_thread():
         _BLAS_CONTROLLER.append(ThreadpoolController().select(user_api="blas"))
     blas = _BLAS_CONTROLLER[0]
     with blas.limit(limits=1):
-        yield bool(blas.lib_controllers) and all(c.num_threads == 1 for c in blas.lib_controllers)
+        if blas.lib_controllers and all(c.num_threads == 1 for c in blas.lib_controllers):
+            yield True
+            return
+    yield False  # nothing left changed
 
 
 def _widest_later(sizes):
@@ -167,10 +170,24 @@ class CpuBackend:
             ws = self._workspaces[n] = lay.workspace(self.sizes, n, self.dtype)
         return ws
 
+    @contextlib.contextmanager
     def _blocks(self, x):
-        # rows per block of a pass over sparse x spread over numba's threads (parallel_block),
-        # or 0: dense x, a too-wide network, or a forked child (one thread, in chunks)
-        return self.block if isinstance(x, SparseRows) and not _FORKED else 0
+        # rows per block of a pass over sparse x spread over numba's threads, or 0: dense x, a
+        # forked child, or a network too wide for parallel_block's blocks where BLAS cannot be
+        # held to one thread (then one thread, in chunks). Those wider networks get blocks of
+        # MAX_BLOCK rows inside blas_on_one_thread(): every block's products on its own thread.
+        if not isinstance(x, SparseRows) or _FORKED:
+            yield 0
+            return
+        with _PARALLEL:
+            if self.block:
+                yield self.block
+                return
+            with blas_on_one_thread() as limited:
+                if limited:
+                    yield MAX_BLOCK
+                    return
+        yield 0
 
     def _chunk(self, x):
         # rows per call of a one-thread pass; for sparse input small enough that BLAS keeps
@@ -180,10 +197,10 @@ class CpuBackend:
     def logits(self, x):
         out = np.empty((x.shape[0], self.sizes[-1]), self.dtype)
         m = self.model
-        if self._blocks(x):
-            with _PARALLEL:
-                mlp.mlp_logits_blocks(out, self.params.flat, m.offsets, m.sizes, x.batch(), m.act, self.block)
-            return out
+        with self._blocks(x) as block:
+            if block:
+                mlp.mlp_logits_blocks(out, self.params.flat, m.offsets, m.sizes, x.batch(), m.act, block)
+                return out
         chunk = self._chunk(x)
         for s in range(0, x.shape[0], chunk):
             n = min(chunk, x.shape[0] - s)
@@ -199,13 +216,12 @@ class CpuBackend:
         """One forward pass over x: (how many rows' largest logit is at ids (N,) int64; the
         summed loss, 0.0 without with_loss). The kernel picks the loss from t's form."""
         m, N = self.model, x.shape[0]
-        block = self._blocks(x)
-        if block:
-            hits, losses = np.empty(-(-N // block), np.int64), np.empty(-(-N // block))
-            with _PARALLEL:
+        with self._blocks(x) as block:
+            if block:
+                hits, losses = np.empty(-(-N // block), np.int64), np.empty(-(-N // block))
                 mlp.mlp_scores_blocks(hits, losses, self.params.flat, m.offsets, m.sizes, x.batch(), self.wrap(t),
                                       ids, m.act, with_loss, block)
-            return int(hits.sum()), sum(losses.tolist(), 0.0)  # summed in order, as one thread sums
+                return int(hits.sum()), sum(losses.tolist(), 0.0)  # summed in order, as one thread sums
         hits, loss = 0, 0.0
         chunk = self._chunk(x)
         for s in range(0, N, chunk):

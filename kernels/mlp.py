@@ -161,7 +161,8 @@ def mlp_logits_blocks(out, params, offsets, sizes, x, act, block):
     # numba's threads, each with its own acts, each writing only its own rows of out.
     # The later layers' products are BLAS calls on one block: the caller keeps
     # block * sizes[l] * sizes[l+1] small enough that BLAS runs them on the calling
-    # thread (cpu.py: BLAS_ONE_THREAD), else its own threads would fight numba's.
+    # thread (cpu.py: BLAS_ONE_THREAD), or holds BLAS to one thread meanwhile
+    # (cpu.py: blas_on_one_thread); else its own threads would fight numba's.
     N, C = out.shape
     indptr, indices, data, rows = x.indptr, x.indices, x.data, x.rows
     packed = _packed_w1(params, offsets, sizes)

@@ -491,7 +491,8 @@ def test_network_on_sparse_input_is_the_network_on_dense(rng, dtype, fmt, sizes)
                                      ([30, 50, 4], 600), ([30, 30, 4], 600), ([30, 64, 4], 300)])
 def test_whole_set_passes_split_over_threads_are_the_dense_network(rng, dtype, sizes, n):
     # blocks of rows on numba's threads (cpu.parallel_block): one row, a block and one row
-    # more, many blocks, blocks of an odd size, and a net too wide for them (one thread)
+    # more, many blocks, blocks of an odd size, and a net too wide for them (blocks of
+    # MAX_BLOCK rows with BLAS held to one thread)
     x = sparse_matrix(rng, n, sizes[0], 0.2, np.float64)
     t = rng.integers(0, sizes[-1], n)
     dense = fastbp.Network(sizes, seed=3, dtype=dtype, sparse=False)
