@@ -114,14 +114,19 @@ def test_gemm_rows_writes_its_rows_and_nothing_else(rng, dtype, M, K, N, ta, tb)
     np.testing.assert_array_equal(c[r1:], c0[r1:])
 
 
+# small products stay one call whatever the blocks; past BLAS_ONE_THREAD they split, into
+# fewer blocks than asked where there are fewer rows
+BLOCKED = [(M, K, N, 2) for M, K, N in SHAPES] + [(200, 256, 128, b) for b in (2, 3, 7)] + \
+    [(3, 300, 400, b) for b in (2, 7)]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("M,K,N", SHAPES + [(200, 256, 128), (3, 300, 400)])
+@pytest.mark.parametrize("M,K,N,blocks", BLOCKED)
 @pytest.mark.parametrize("ta,tb", TRANSPOSES)
-@pytest.mark.parametrize("blocks", [1, 2, 3, 7])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 0.0), (-0.1, 0.999)])
-def test_product_in_blocks_is_one_product(rng, dtype, M, K, N, ta, tb, blocks, alpha, beta):
-    # large products (past BLAS_ONE_THREAD) in blocks of rows on numba's threads, fewer rows
-    # than blocks included; small ones in one call: the same numbers either way
+def test_product_in_blocks_is_one_product(rng, dtype, M, K, N, blocks, ta, tb, alpha, beta):
+    # large products in blocks of rows on numba's threads, small ones in one call: the same
+    # numbers as one call either way
     a, b, ab = _operands(rng, dtype, M, K, N, ta, tb)
     c0 = rng.standard_normal((M, N)).astype(dtype)
     c = np.full((M, N), np.nan, dtype) if beta == 0 else c0.copy()  # beta 0: c's old values unread
