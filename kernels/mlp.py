@@ -131,11 +131,11 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
     L = sizes.shape[0] - 1
     W, b = _weights(params, offsets, sizes, 0)
     first_forward(_output(acts, sizes, N, 0), x, W, b, _act_of(0, L, act))
-    split = split_products(x)
+    blocks = split_products(x)
     for l in range(1, L):
         W, b = _weights(params, offsets, sizes, l)
         affine_forward_split(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
-                             _act_of(l, L, act), split)
+                             _act_of(l, L, act), blocks)
 
 
 @njit(inline="always")
@@ -294,20 +294,20 @@ def _backprop(grads, acts, deltas, params, offsets, sizes, x, act, sgd, lr, wd):
     C = sizes[L]
     dcur = deltas[:N * C].reshape((N, C))
     side = 0
-    split = split_products(x)
+    blocks = split_products(x)
     for l in range(L - 1, 0, -1):
         W, b = _weights(params, offsets, sizes, l)
         dW, db = _weights(grads, offsets, sizes, l)
         bias_act_backward(dcur, db, dcur, _output(acts, sizes, N, l), _act_of(l, L, act))
         side = 1 - side
         dprev = deltas[side * half:side * half + N * sizes[l]].reshape((N, sizes[l]))
-        product(dprev, dcur, W, False, True, 1.0, 0.0, split)
+        product(dprev, dcur, W, False, True, 1.0, 0.0, blocks)
         inp = _output(acts, sizes, N, l - 1)
         if sgd:
-            product(W, inp, dcur, True, False, -lr, 1.0 - lr * wd, split)
+            product(W, inp, dcur, True, False, -lr, 1.0 - lr * wd, blocks)
             sgd_update(b, db, lr, 0.0)
         else:
-            product(dW, inp, dcur, True, False, 1.0, 0.0, split)
+            product(dW, inp, dcur, True, False, 1.0, 0.0, blocks)
         dcur = dprev
     W, b = _weights(params, offsets, sizes, 0)
     dW, db = _weights(grads, offsets, sizes, 0)
