@@ -13,7 +13,7 @@ the whole buffer. Weight decay adds wd * p to the gradient.
               with lr_t = lr * sqrt(1 - b2^t) / (1 - b1^t) at step t = 1, 2, ...
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .codes import ADAGRAD, ADAM, MOMENTUM, NESTEROV, OPTIMIZERS, SGD  # noqa: F401  (OPTIMIZERS: for callers)
 from .config import CACHE, DIVIDING, FASTMATH
@@ -76,13 +76,29 @@ def adam_lr(lr, beta1, beta2, t):
 def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t):
     # One update of every parameter block. state is (2, n): velocity (momentum, nesterov), h (adagrad),
     # m and v (adam). hyper1/hyper2: momentum / (beta1, beta2). t: this step's number, from 1.
+    _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, 0, 1)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
+def optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, parts):
+    # optimizer_step with each block cut into `parts` ranges on numba's threads: every entry
+    # gets the same operations either way
+    for q in prange(parts):
+        _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, q, parts)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, q, parts):
+    # part q of `parts` of every block (its own function: a parallel loop's body keeps
+    # LLVM from vectorising what it inlines)
     lr_t = lr
     if opt == ADAM:
         lr_t = adam_lr(lr, hyper1, hyper2, t)
     n_layers = sizes.shape[0] - 1
     for l in range(n_layers):
         for k in range(2):  # W block with weight decay, then b block without
-            start, n = param_block(offsets, sizes, l, k)
+            first, size = param_block(offsets, sizes, l, k)
+            start, n = first + size * q // parts, size * (q + 1) // parts - size * q // parts
             decay = wd if k == 0 else 0.0
             p, g = params[start:start + n], grads[start:start + n]
             s0, s1 = state[0, start:start + n], state[1, start:start + n]

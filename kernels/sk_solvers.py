@@ -15,7 +15,7 @@ MLPClassifier and MLPRegressor do. Sizes and layouts as in mlp.py; P parameters.
 Minibatches: order's rows in slices of B, the last one shorter (gen_batches); lr is
 constant within an epoch (scikit-learn changes it between epochs only). Where a sparse
 x's parts run on numba's threads (cpu.threads), so do the later layers' large products
-(mlp.py) and, past SOLVER_SPLIT_MIN parameters, the solver step, in ranges of entries:
+(mlp.py) and, past STEP_SPLIT_MIN parameters, the solver step, in ranges of entries:
 each entry gets the same operations either way.
 """
 from collections import namedtuple
@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from .config import CACHE, DIVIDING, FASTMATH
+from .config import CACHE, DIVIDING, FASTMATH, STEP_SPLIT_MIN
 from .layout import param_block
 from .simd import block_lanes, lanes, vadd, vfma, vload, vstore, vsum, vzero
 from .mlp import loss_kind, mlp_backward, mlp_loss_dy, mlp_loss_grad, n_rows, split_products
@@ -114,13 +114,6 @@ def solver_update_threads(params, grads, state, solver, t, blocks):
         _solver_range(params, grads, state, solver, t, P * k // blocks, P * (k + 1) // blocks)
 
 
-# Parameters from which sk_epoch spreads the solver step over numba's threads (when the
-# first layer's parts run there). On the Zen 4 VM (docs/performance.md), float32, one
-# thread against two: 784-50-10's 39,760 parameters sgd 4.6 / 4.6 us, adam 12.2 / 8.5;
-# 784-256-128-10's 235,146 sgd 29.7 / 20.7, adam 66.7 / 36.9 (a throwaway loop of steps)
-SOLVER_SPLIT_MIN = 1 << 16
-
-
 def reported_loss(loss, t):
     """The data loss as scikit-learn reports it for targets t."""
 
@@ -151,7 +144,7 @@ def sk_epoch(params, grads, state, acts, deltas, xb, yb, x, y, order, B, model, 
         sq = l2_penalty(grads, params, offsets, sizes, alpha / n)
         total += (reported_loss(loss, yk) + 0.5 * alpha * sq / n) * n
         t += 1
-        if blocks > 1 and params.shape[0] >= SOLVER_SPLIT_MIN:
+        if blocks > 1 and params.shape[0] >= STEP_SPLIT_MIN:
             solver_update_threads(params, grads, state, solver, t, blocks)
         else:
             solver_update(params, grads, state, solver, t)

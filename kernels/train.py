@@ -9,7 +9,8 @@ Then the forward pass and the loss (mlp_loss_dy). The loss of each step goes to 
 there, before that step's update; the number of steps completed is returned.
 Then the backward pass and the update: for SGD fused (mlp_backward_sgd: each W
 is updated inside its gradient's BLAS product), for the other optimizers the
-gradients into grads, then one optimizer pass over the flat buffer.
+gradients into grads, then one optimizer pass over the flat buffer (in ranges on
+numba's threads past STEP_SPLIT_MIN parameters where a sparse x's parts run there).
 """
 from collections import namedtuple
 
@@ -18,11 +19,11 @@ from numba import njit
 from numba.extending import overload
 
 from .codes import SGD
-from .config import CACHE, FASTMATH
+from .config import CACHE, FASTMATH, STEP_SPLIT_MIN
 from .layout import param_block
-from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_backward_sgd, mlp_loss_dy
+from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_backward_sgd, mlp_loss_dy, split_products
 from .sparse import Csr, is_csr, release_packed, with_packed
-from .optimizers import optimizer_step
+from .optimizers import optimizer_step, optimizer_step_threads
 
 # The loop's settings, as three values instead of a row of positionals:
 Model = namedtuple("Model", "offsets sizes act")           # the flat layout (layout.py) and act code
@@ -102,6 +103,7 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
     # optimizers update W1 in the flat buffer between the steps: no copy.
     if opt == SGD:
         x = with_packed(x, W1)
+    parts = split_products(x)  # > 1: numba's threads are this call's (cpu.threads)
     done = steps
     for k in range(steps):
         rows = order[(first + k) * B:(first + k + 1) * B]
@@ -115,7 +117,11 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
             mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, xk, act, lr, wd)
         else:
             mlp_backward(grads, acts, deltas, params, offsets, sizes, xk, act)
-            optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
+            if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
+                optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd,
+                                       t0 + k + 1, parts)
+            else:
+                optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
     release_packed(W1, x)
     return done
 

@@ -38,6 +38,21 @@ def test_step_matches_reference_blockwise(rng, opt, dtype, sizes, wd):
         assert_near(state, expected_s.astype(dtype), dtype)
 
 
+@pytest.mark.parametrize("opt", optimizers.OPTIMIZERS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes,parts", [((1, 1), 2), ((5, 4, 3), 2), ((5, 4, 3), 3), ((37, 29, 7), 2)])
+def test_step_on_threads_is_the_step_on_one(rng, opt, dtype, sizes, parts):
+    # each block in `parts` ranges on numba's threads, blocks of one entry included
+    _, p, g, state, offsets, sz = setup(rng, sizes, dtype)
+    p2, state2 = p.copy(), state.copy()
+    code = optimizers.OPTIMIZERS.index(opt)
+    for t in (1, 2):
+        optimizers.optimizer_step(p, g, state, offsets, sz, code, 0.05, 0.9, 0.999, 0.01, t)
+        optimizers.optimizer_step_threads(p2, g, state2, offsets, sz, code, 0.05, 0.9, 0.999, 0.01, t, parts)
+    np.testing.assert_array_equal(p2, p)
+    np.testing.assert_array_equal(state2, state)
+
+
 def test_sgd_is_the_books_update():
     p, g = np.array([1.0, 2.0]), np.array([0.5, -1.0])
     optimizers.sgd_update(p, g, 0.1, 0.0)

@@ -147,17 +147,16 @@ def test_sparse_input_gives_the_dense_result(fmt):
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_a_wide_network_on_sparse_input_steps_as_scikit_learn_on_threads_and_in_turn(solver, monkeypatch):
-    # products past BLAS_ONE_THREAD and a solver step past SOLVER_SPLIT_MIN parameters: both
+    # products past BLAS_ONE_THREAD and a solver step past STEP_SPLIT_MIN parameters: both
     # in blocks on numba's threads (BLAS held to one thread), against the parts in turn with
     # BLAS on its own threads, and against scikit-learn
     from fastbp import cpu
-    from fastbp.kernels.config import BLAS_ONE_THREAD
-    from fastbp.kernels.sk_solvers import SOLVER_SPLIT_MIN
+    from fastbp.kernels.config import BLAS_ONE_THREAD, STEP_SPLIT_MIN
     rng = np.random.default_rng(0)
     X = sp.csr_matrix(rng.standard_normal((300, 200)) * (rng.random((300, 200)) < 0.1))
     y = rng.integers(0, 3, 300)
     kw = dict(hidden_layer_sizes=(256, 256), solver=solver, max_iter=3, random_state=0)
-    assert 200 * 256 * 256 > BLAS_ONE_THREAD and 200 * 256 + 256 * 256 > SOLVER_SPLIT_MIN
+    assert 200 * 256 * 256 > BLAS_ONE_THREAD and 200 * 256 + 256 * 256 > STEP_SPLIT_MIN
     seen, real = [], fastbp.sklearn.threads
 
     @contextlib.contextmanager

@@ -14,7 +14,7 @@ import numba
 from numba import njit
 from conftest import DTYPES, NUM_TOL, assert_near
 from fastbp.cpu import parallel_block
-from fastbp.kernels.config import BLAS_ONE_THREAD
+from fastbp.kernels.config import BLAS_ONE_THREAD, STEP_SPLIT_MIN
 from fastbp.datasets import load_mnist
 from fastbp.kernels import layout, reference
 from fastbp.kernels.sparse import (on_threads, pack_rows, packed_view, padded_width, release_packed,
@@ -419,18 +419,21 @@ def test_fit_gives_the_same_numbers_on_threads_in_turn_and_in_a_forked_child(rng
     np.testing.assert_array_equal(threaded, child)
 
 
-def test_a_wide_network_trains_to_the_same_numbers_on_threads_and_in_turn(rng, monkeypatch):
-    # later products past BLAS_ONE_THREAD, in blocks of rows on numba's threads with BLAS on
-    # one thread, against the parts in turn with BLAS on its own threads
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adam", 0.001)])
+def test_a_wide_network_trains_to_the_same_numbers_on_threads_and_in_turn(rng, monkeypatch, optimizer, lr):
+    # later products past BLAS_ONE_THREAD in blocks of rows on numba's threads with BLAS on
+    # one thread, and Adam's step past STEP_SPLIT_MIN parameters in ranges there, against the
+    # parts in turn with BLAS on its own threads
     from fastbp import cpu
     x = sp.csr_matrix(sparse_matrix(rng, 300, 200, 0.2, np.float32))
     t = rng.integers(0, 4, 300)
-    sizes = [200, 40, 256, 128, 4]
-    assert 50 * 256 * 128 > BLAS_ONE_THREAD
+    sizes = [200, 64, 256, 256, 4]
+    assert 50 * 256 * 256 > BLAS_ONE_THREAD and layout.param_count(layout.param_layout(sizes)) > STEP_SPLIT_MIN
 
     def train():
         net = fastbp.Network(sizes, seed=0, sparse=True)
-        fastbp.fit(net, x, t, epochs=2, batch_size=50, lr=0.1, seed=0, progress=False, train_accuracy=False)
+        fastbp.fit(net, x, t, epochs=2, batch_size=50, lr=lr, optimizer=optimizer, seed=0, progress=False,
+                   train_accuracy=False)
         return net.flat_params.copy()
     seen, real = [], cpu.threads
     monkeypatch.setattr(cpu, "threads", lambda xk, s, n: _Recorded(real(xk, s, n), seen))
