@@ -22,8 +22,7 @@ from .affine import affine_forward, affine_forward_split, bias_act_backward
 from .codes import IDENTITY
 from .config import CACHE, FASTMATH
 from .layout import act_block, param_block
-from .matmul import gemm_tn_update, product
-from .matmul import matmul_tn_blas as matmul_tn
+from .matmul import product
 from .optimizers import sgd_update
 from .logistic_loss import logistic_loss_forward, logistic_loss_forward_backward
 from .mse_loss import half_sse_forward, half_sse_forward_backward, mse_loss_forward, mse_loss_forward_backward
@@ -110,10 +109,7 @@ def _first_weight_update(C, x, dz, alpha, beta):
         return sparse
 
     def dense(C, x, dz, alpha, beta):
-        if beta == 0 and alpha == 1:
-            matmul_tn(C, x, dz)
-        else:
-            gemm_tn_update(C, x, dz, alpha, beta)
+        product(C, x, dz, True, False, alpha, beta, 1)  # one BLAS call: np.dot's for alpha 1, beta 0
     return dense
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from .codes import ADAGRAD, ADAM, MOMENTUM, NESTEROV, OPTIMIZERS, SGD  # noqa: F401  (OPTIMIZERS: for callers)
-from .config import CACHE, DIVIDING, FASTMATH
+from .config import CACHE, DIVIDING, FASTMATH, STEP_SPLIT_MIN
 from .layout import param_block
 
 
@@ -85,6 +85,16 @@ def optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1
     # gets the same operations either way
     for q in prange(parts):
         _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, q, parts)
+
+
+@njit(inline="always")
+def optimizer_step_on(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, parts):
+    """optimizer_step, in `parts` ranges on numba's threads (optimizer_step_threads) where
+    parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
+    if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
+        optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, parts)
+    else:
+        optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -114,6 +114,16 @@ def solver_update_threads(params, grads, state, solver, t, blocks):
         _solver_range(params, grads, state, solver, t, P * k // blocks, P * (k + 1) // blocks)
 
 
+@njit(inline="always")
+def solver_update_on(params, grads, state, solver, t, parts):
+    """solver_update, in `parts` ranges on numba's threads (solver_update_threads) where
+    parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
+    if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
+        solver_update_threads(params, grads, state, solver, t, parts)
+    else:
+        solver_update(params, grads, state, solver, t)
+
+
 def reported_loss(loss, t):
     """The data loss as scikit-learn reports it for targets t."""
 
@@ -144,10 +154,7 @@ def sk_epoch(params, grads, state, acts, deltas, xb, yb, x, y, order, B, model, 
         sq = l2_penalty(grads, params, offsets, sizes, alpha / n)
         total += (reported_loss(loss, yk) + 0.5 * alpha * sq / n) * n
         t += 1
-        if blocks > 1 and params.shape[0] >= STEP_SPLIT_MIN:
-            solver_update_threads(params, grads, state, solver, t, blocks)
-        else:
-            solver_update(params, grads, state, solver, t)
+        solver_update_on(params, grads, state, solver, t, blocks)
     return total, t
 
 

@@ -19,11 +19,11 @@ from numba import njit
 from numba.extending import overload
 
 from .codes import SGD
-from .config import CACHE, FASTMATH, STEP_SPLIT_MIN
+from .config import CACHE, FASTMATH
 from .layout import param_block
 from .mlp import HalfSquared, Logistic, loss_kind, mlp_backward, mlp_backward_sgd, mlp_loss_dy, split_products
 from .sparse import Csr, is_csr, release_packed, with_packed
-from .optimizers import optimizer_step, optimizer_step_threads
+from .optimizers import optimizer_step_on
 
 # The loop's settings, as three values instead of a row of positionals:
 Model = namedtuple("Model", "offsets sizes act")           # the flat layout (layout.py) and act code
@@ -117,11 +117,7 @@ def train_steps(params, state, work, x, t, order, first, steps, model, optim, t0
             mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, xk, act, lr, wd)
         else:
             mlp_backward(grads, acts, deltas, params, offsets, sizes, xk, act)
-            if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
-                optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd,
-                                       t0 + k + 1, parts)
-            else:
-                optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1)
+            optimizer_step_on(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t0 + k + 1, parts)
     release_packed(W1, x)
     return done
 
