@@ -30,7 +30,11 @@ $(VENV)/.installed-test: $(VENV)/.installed-train
 # The kernels once more with numba's bounds checking on (an out-of-range index raises
 # IndexError instead of reading stray memory), compiled into a cache of their own:
 # numba's cache key does not include the bounds-check setting. Over the cores like the
-# main suite (on one process this stage took 3.4 of make test's 13.6 minutes).
+# main suite (on one process this stage took 3.4 of make test's 13.6 minutes). The cases
+# parametrized by dtype run in float32 only: a kernel's indices come from shapes and
+# offsets, the same in both dtypes, and the float64 cases' compiling was 52 of this
+# stage's 194 s on a fresh clone (tests without a dtype in their id, float64 ones among
+# them, all run).
 BOUNDSCHECKED := tests/test_matmul.py tests/test_affine.py tests/test_relu.py tests/test_sigmoid.py \
 	tests/test_softmax_loss.py tests/test_mlp.py tests/test_optimizers.py tests/test_network.py \
 	tests/test_layers.py tests/test_fit.py tests/test_properties.py tests/test_boundscheck.py \
@@ -50,7 +54,8 @@ XDIST := -n auto --dist worksteal
 # 15 minutes on a 2-core VM).
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(XDIST) tests
-	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(VENV)/numba-boundscheck $(BIN)/python -m pytest -q $(XDIST) $(BOUNDSCHECKED)
+	NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR=$(VENV)/numba-boundscheck $(BIN)/python -m pytest -q $(XDIST) \
+		-k "not float64" $(BOUNDSCHECKED)
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -q $(XDIST) tests/cuda
 
 # the embedded MNIST sample unless MNIST is already in $$FASTBP_DATA or the cache
