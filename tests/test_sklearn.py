@@ -94,7 +94,7 @@ def test_float32_steps_as_scikit_learns_float32_steps(solver):
     # entry drifted to 1e-5)
     X, y = _data("multiclass")
     X = X.astype(np.float32)
-    kw = dict(hidden_layer_sizes=(7, 5), random_state=1, max_iter=6, solver=solver)
+    kw = dict(hidden_layer_sizes=(7, 5), random_state=1, max_iter=6, batch_size=32, solver=solver)
     a, b = sk.MLPClassifier(**kw).fit(X, y), MLPClassifier(**kw).fit(X, y)
     for p, q in zip(b.coefs_ + b.intercepts_, a.coefs_ + a.intercepts_):
         assert p.dtype == q.dtype == np.float32
