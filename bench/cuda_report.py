@@ -12,7 +12,7 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    accuracy pass: fastbp as fit runs it (the epoch kernel: one launch), fastbp's 3L + 2 launches
    a step, PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
    with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel's grid
-   at other shapes; fastbp.fit's epoch_seconds.
+   at other shapes, each with its sums in 4, 8 and 16 chains a thread; fastbp.fit's epoch_seconds.
 3. 784-1024-1024-10 batch 256: one SGD step, fastbp (its launches; the epoch kernel forced, to
    show why fit does not pick it there) vs PyTorch CUDA eager.
 Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
@@ -237,11 +237,12 @@ def bench_mnist(x, t, xt, tt, rounds, smoke):
         sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
         for block in (128, 256):  # 512 threads: not co-resident (the kernel's registers)
             for per_sm in (1, 2):
-                kernel, _ = ws.epoch(block)
-                ws.epoch_blocks = epoch.blocks(kernel, block, per_sm)
-                key = f"{block}x{ws.epoch_blocks}"
-                if key not in grid:
-                    grid[key] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
+                for chains in epoch.CHAINS:
+                    kernel, _ = ws.epoch(block, chains)
+                    ws.epoch_blocks = epoch.blocks(kernel, block, per_sm)
+                    key = f"{block}x{ws.epoch_blocks}, {chains} chains"
+                    if key not in grid:
+                        grid[key] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
         ws._epoch = None
         ws.epoch()  # back to the default
         out["epoch_grid_s"] = grid

@@ -54,7 +54,8 @@ def _kernels():
                        gemm.source("regblock", False, False, gemm.EPI_NONE, NP, shape), gemm.signature(NP), False)
         yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP), False
         # its losses are float64 by design, as softmax's (epoch.py)
-        yield "epoch", NP, epoch.source(NP, 256), epoch.signature(NP), True
+        for chains in epoch.CHAINS:
+            yield f"epoch-{chains}-chains", NP, epoch.source(NP, 256, chains), epoch.signature(NP), True
         for adam, nesterov in ((False, False), (False, True), (True, False)):
             # Σ W² (for the reported loss) is float64 by design (sk_solvers.py)
             yield (f"sk-update-{adam}-{nesterov}", NP, sk_solvers.sk_update_source(NP, adam, nesterov),
@@ -76,7 +77,7 @@ def _kernels():
 
 
 def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
-    from fastbp.kernels.cuda import config
+    from fastbp.kernels.cuda import config, epoch
     assert config.TILE == 16 and config.REG == (16, 4, 8)  # the GPU's sizes, not the simulator's
     names = []
     for name, NP, f, sig, float64_loss in _kernels():
@@ -84,8 +85,10 @@ def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
         assert ".entry" in ptx, name
         if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
+        if name.startswith("epoch"):  # its sums' chains are a local array: in registers
+            assert ".local" not in ptx, name
         names.append(name)
-    assert len(names) == 2 * (3 * 4 + 5 + 3 + 2 * (2 + 3)) + 2 + len(config.REG_CANDIDATES)
+    assert len(names) == 2 * (3 * 4 + 4 + len(epoch.CHAINS) + 3 + 2 * (2 + 3)) + 2 + len(config.REG_CANDIDATES)
 
 
 def test_float32_output_gradients_stay_float32(compile_ptx):

@@ -27,6 +27,9 @@ else:
 # to make REG (docs/cuda.md, Measurements). Tested under the simulator and compiled to PTX like REG.
 REG_CANDIDATES = ((16, 4, 8), (16, 8, 8), (8, 8, 8), (16, 8, 16), (16, 4, 16))
 
+# The epoch kernel's sums in this many independent chains a thread (one of epoch.CHAINS:
+# 4, 8, 16); bench/cuda_report.py times each on the GPU at hand.
+EPOCH_CHAINS = 4
 # The epoch kernel's grid: this many blocks per multiprocessor (each grid-wide barrier waits
 # for all of them; see epoch.blocks).
 EPOCH_BLOCKS_PER_SM = 1

@@ -45,45 +45,66 @@ from .optimizers import make_apply
 from .softmax_loss import _rows_sum
 
 
+CHAINS = (4, 8, 16)  # the sums' independent chains a thread runs (source: chains)
+
+
 @functools.lru_cache(maxsize=None)
-def source(NP, block):
+def source(NP, block, chains=4):
+    if chains not in CHAINS:
+        raise ValueError(f"chains must be one of {CHAINS}, not {chains!r}")
     act_apply, act_grad = make_activations(NP)
     apply = make_apply(NP)
     zero, one = NP(0), NP(1)
 
+    # dot: sum over q < n of a[ia + q sa] b[ib + q sb]; gathered_dot: sum over r < n of
+    # x[order[base + r] D + q] b[ib + r sb], dot() through the row order. Each in `chains`
+    # independent chains: a chain's next multiply-add waits on the last, and a thread's
+    # loads of one round are all the memory requests its warp has in flight (a phase here
+    # is a few thousand such sums, hundreds long, on a GPU that holds hundreds of thousands
+    # of threads: about one busy warp a multiprocessor at 784-50-10, so nothing else hides
+    # the latency); 8 chains halve the rounds of 4 (bench/cuda_report.py times each). The
+    # chains are a local array indexed by constants once NVVM unrolls the loops over them:
+    # registers, no local memory (tests/test_cuda_compile.py checks the PTX).
+    @cuda.jit(device=True)
+    def chains_sum(s):
+        # the chains added pairwise: (s0 + s1) + (s2 + s3) for 4, ((s0 + s1) + (s2 + s3)) +
+        # ((s4 + s5) + (s6 + s7)) for 8, ...
+        w = chains // 2
+        while w >= 1:
+            for u in range(w):
+                s[u] = s[2 * u] + s[2 * u + 1]
+            w //= 2
+        return s[0]
+
     @cuda.jit(device=True)
     def dot(a, ia, sa, b, ib, sb, n):
-        # sum over q < n of a[ia + q sa] b[ib + q sb], in four independent chains: a chain's
-        # next multiply-add waits on the last, so one chain leaves the loads of the next
-        # terms idle (a phase here is a few thousand such sums, each hundreds long)
-        s0 = s1 = s2 = s3 = zero
+        s = cuda.local.array(chains, NP)
+        for u in range(chains):
+            s[u] = zero
         q = 0
-        while q + 4 <= n:
-            s0 += a[ia + q * sa] * b[ib + q * sb]
-            s1 += a[ia + (q + 1) * sa] * b[ib + (q + 1) * sb]
-            s2 += a[ia + (q + 2) * sa] * b[ib + (q + 2) * sb]
-            s3 += a[ia + (q + 3) * sa] * b[ib + (q + 3) * sb]
-            q += 4
+        while q + chains <= n:
+            for u in range(chains):
+                s[u] += a[ia + (q + u) * sa] * b[ib + (q + u) * sb]
+            q += chains
         while q < n:
-            s0 += a[ia + q * sa] * b[ib + q * sb]
+            s[0] += a[ia + q * sa] * b[ib + q * sb]
             q += 1
-        return (s0 + s1) + (s2 + s3)
+        return chains_sum(s)
 
     @cuda.jit(device=True)
     def gathered_dot(x, D, order, base, q, b, ib, sb, n):
-        # sum over r < n of x[order[base + r] D + q] b[ib + r sb]: dot() through the row order
-        s0 = s1 = s2 = s3 = zero
+        s = cuda.local.array(chains, NP)
+        for u in range(chains):
+            s[u] = zero
         r = 0
-        while r + 4 <= n:
-            s0 += x[order[base + r] * D + q] * b[ib + r * sb]
-            s1 += x[order[base + r + 1] * D + q] * b[ib + (r + 1) * sb]
-            s2 += x[order[base + r + 2] * D + q] * b[ib + (r + 2) * sb]
-            s3 += x[order[base + r + 3] * D + q] * b[ib + (r + 3) * sb]
-            r += 4
+        while r + chains <= n:
+            for u in range(chains):
+                s[u] += x[order[base + r + u] * D + q] * b[ib + (r + u) * sb]
+            r += chains
         while r < n:
-            s0 += x[order[base + r] * D + q] * b[ib + r * sb]
+            s[0] += x[order[base + r] * D + q] * b[ib + r * sb]
             r += 1
-        return (s0 + s1) + (s2 + s3)
+        return chains_sum(s)
 
     def epoch(params, grads, s0, s1, decay, acts, deltas, row_loss, losses, stop, x, t, order,
               sizes, woff, boff, aoff, lr_ts, first, steps, B, act, opt, lr, mu, c1, c2, wd):
@@ -193,9 +214,9 @@ def signature(NP):
 
 
 @functools.lru_cache(maxsize=None)
-def epoch(NP, block=None):
+def epoch(NP, block=None, chains=None):
     """Compiled; launch as [blocks(kernel, block), block], block a power of two."""
-    return build.compile(signature(NP), source(NP, block or config.EPOCH_BLOCK))
+    return build.compile(signature(NP), source(NP, block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS))
 
 
 def blocks(kernel, block, per_sm=None):

@@ -194,17 +194,18 @@ class _Workspace:
         self.row_loss = cuda.device_array(B, np.float64)
         self._forward = self._backward = None
 
-    def epoch(self, block=None):
+    def epoch(self, block=None, chains=None):
         """The epoch kernel for this network's dtype, and its threads per block; compiled and
-        its grid sized at first use (epoch_blocks)."""
-        if block is None and self._epoch is not None:
-            return self._epoch  # the one in use (bench/cuda_report.py tries others)
-        block = block or config.EPOCH_BLOCK
-        if self._epoch is None or self._epoch[1] != block:
-            kernel = epoch_kernel.epoch(self.net.NP, block)
-            self._epoch = kernel, block
+        its grid sized at first use (epoch_blocks). chains: its sums' chains a thread
+        (config.EPOCH_CHAINS when None)."""
+        if block is None and chains is None and self._epoch is not None:
+            return self._epoch[:2]  # the one in use (bench/cuda_report.py tries others)
+        block, chains = block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS
+        if self._epoch is None or self._epoch[1:] != (block, chains):
+            kernel = epoch_kernel.epoch(self.net.NP, block, chains)
+            self._epoch = kernel, block, chains
             self.epoch_blocks = epoch_kernel.blocks(kernel, block)
-        return self._epoch
+        return self._epoch[:2]
 
     def output_loss(self, grad, losses, t, slot):
         # on the last layer's output: its gradient into deltas[-1] (if grad), the loss into

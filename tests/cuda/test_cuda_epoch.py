@@ -45,6 +45,24 @@ def test_one_launch_takes_the_launches_steps(sizes, B, act, dtype):
     assert not np.array_equal(got[0], _steps(sizes, B, 0, True, act=act, dtype=dtype)[0])  # it trained
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("chains,sizes,B", [(8, (19, 9, 3), 11), (8, (17, 8, 2), 1), (8, (3, 2), 8),
+                                            (16, (37, 16, 3), 5), (16, (5, 3), 18)])
+def test_more_chains_take_the_launches_steps(chains, sizes, B, dtype, monkeypatch):
+    # the sums in 8 or 16 chains (config.EPOCH_CHAINS): lengths past the chains with a
+    # remainder, exactly as many, and fewer; the same steps as the launches, and as 4 chains,
+    # to rounding
+    from fastbp.kernels.cuda import config
+    four = _steps(sizes, B, 3, True, dtype=dtype)
+    monkeypatch.setattr(config, "EPOCH_CHAINS", chains)
+    want = _steps(sizes, B, 3, False, dtype=dtype)
+    got = _steps(sizes, B, 3, True, dtype=dtype)
+    near(got[0], want[0], dtype)
+    near(got[0], four[0], dtype)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert not np.array_equal(got[0], _steps(sizes, B, 0, True, dtype=dtype)[0])  # it trained
+
+
 @pytest.mark.parametrize("opt", [SGD, MOMENTUM, NESTEROV, ADAGRAD, ADAM])
 def test_one_launch_applies_every_optimizer_as_the_launches(opt):
     want = _steps((8, 5, 4), 6, 4, False, opt=opt, lr=0.05)
