@@ -5,7 +5,7 @@ only the nonzeros. A Network's `sparse` setting picks the path for every input:
 
     "auto"  scipy.sparse input sparse; dense input sparse when at most AUTO_DENSITY
             of its entries are nonzero (where the sparse kernels are the faster,
-            measured: docs/performance.md, "Sparse inputs")
+            measured: docs/sparse.md)
     True    always sparse (dense input is converted)
     False   always dense (sparse input is expanded with toarray())
 

@@ -28,7 +28,8 @@ CACHE = True
 BLAS_ONE_THREAD = 65536 * 4
 # Parameters from which an optimizer step (kernels/sk_solvers.py, optimizers.py) is spread
 # over numba's threads where a sparse first layer's parts run there. On the Zen 4 VM
-# (docs/performance.md), float32, scikit-learn's step on one thread against two: 784-50-10's
-# 39,760 parameters sgd 4.6 / 4.6 us, adam 12.2 / 8.5; 784-256-128-10's 235,146 sgd
-# 29.7 / 20.7, adam 66.7 / 36.9 (a throwaway loop of steps).
+# (docs/performance.md names it; docs/sparse.md, "One thread pool"), float32,
+# scikit-learn's step on one thread against two: 784-50-10's 39,760 parameters sgd 4.6 /
+# 4.6 us, adam 12.2 / 8.5; 784-256-128-10's 235,146 sgd 29.7 / 20.7, adam 66.7 / 36.9 (a
+# throwaway loop of steps).
 STEP_SPLIT_MIN = 1 << 16

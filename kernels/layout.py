@@ -11,7 +11,7 @@ Parameter, gradient and workspace buffers are allocated here (zeros, workspace),
 aligned: then each row of a layer whose width is a multiple of 16 (float32) or 8
 (float64) starts on a cache line, and no 64-byte vector load or store in
 kernels/sparse.py straddles two lines (the sparse first layer ran 1.13-1.44x faster so,
-docs/performance.md "Sparse inputs").
+docs/sparse.md).
 """
 import math
 from collections import namedtuple

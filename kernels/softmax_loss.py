@@ -14,7 +14,7 @@ m ~ 1e11 the float64 rounding of total + m swallowed the other rows' losses
 
 A float32 row of at most 16 classes (MNIST's 10) is one vector (simd.py): its
 maximum, the 16 exponentials (vexp, within 2 ulp, where libm's scalar expf is
-a call per entry; docs/performance.md) and their sum (pairwise) at once. Other
+a call per entry; docs/sparse.md) and their sum (pairwise) at once. Other
 rows go entry by entry. Every kernel here takes the same route for the same
 row, so their losses agree to the last bit.
 """

@@ -35,7 +35,7 @@ Packed:   on W packed (each row padded to whole vectors on its own cache lines:
           pack_rows; or a W whose rows are so already) the backward needs no grouping:
           sparse_tn_packed adds each nonzero's data·alpha·dz row into W's row at once,
           W's rows walked in blocks that stay in L1 (faster at every width measured,
-          64 to 256 float32; docs/performance.md). A training loop packs W1 for its
+          64 to 256 float32; docs/sparse.md). A training loop packs W1 for its
           steps and puts it back after (with_packed, release_packed; kernels/train.py);
           the forward reads the packed rows as they are (W's rows may be longer than
           out's). In one part (a forward pass's work) on rows with room for four whole
@@ -262,7 +262,7 @@ def _spans_and_blocks(indptr, cuts, rows, t, width, W):
 # does, every batch row once per block, its four vectors of sums in registers across the
 # row's nonzeros in the block, W read in whole vectors. Whole-set passes take it (one part
 # per block of rows on each thread): predict over the 24,000 MNIST rows on one thread took
-# 10.98 ms row by row, 9.43 ms in blocks (docs/performance.md). Its sums run in column order
+# 10.98 ms row by row, 9.43 ms in blocks (docs/sparse.md). Its sums run in column order
 # with one set of accumulators: the row-by-row kernel's values to rounding, not bit for bit.
 @njit(inline="always")
 def _forward_blocked(out, indptr, indices, data, rows, W, b, cuts):
@@ -406,7 +406,7 @@ def sparse_tn_update(C, x, dz, alpha, beta):
 # block, so the rows being written stay in L1. On rows that straddle cache lines (M = 50
 # float32: 200 bytes) the same loop took 146 us for the MNIST batch on one thread against
 # the grouped update's 77 (a store across two lines costs two); on packed rows 40 us
-# (docs/performance.md, "Sparse inputs").
+# (docs/sparse.md).
 PACKED_BLOCK_BYTES = 32 * 1024
 PACKED_BLOCK_NONZEROS = 8
 
