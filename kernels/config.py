@@ -12,6 +12,13 @@ LOOP_FASTMATH is for the hand-written matmul loops alone (their dot products nee
 Numba's on-disk cache keys on each kernel's own source file only: after editing
 a module that other kernels call into (matmul.py, relu.py, config.py, ...), run
 `make clean-cache` or those callers keep their old machine code.
+
+One compile per kernel, not one per constant: numba types a constant argument (True,
+0, 1) by its value and compiles a kernel called from compiled code once for each such
+value its callers pass, dead branches included (gemm_split was compiled 14 times in a
+test run, 12 of them for constant transposes and a block count of 1 that never reaches
+it). Where a kernel takes flags or counts that callers may pass as constants, the call
+wraps them in bool() or np.int64(), which numba types as plain bool and int64.
 """
 
 FASTMATH = set()

@@ -110,7 +110,8 @@ def product(c, a, b, ta, tb, alpha, beta, blocks):
     M, N = c.shape
     K = a.shape[0] if ta else a.shape[1]
     if blocks > 1 and M * N * K > BLAS_ONE_THREAD:
-        gemm_split(c, a, b, ta, tb, alpha, beta, blocks)
+        # bool(), np.int64(): one compile of gemm_split for every caller (config.py)
+        gemm_split(c, a, b, bool(ta), bool(tb), alpha, beta, np.int64(blocks))
     elif alpha != 1 or beta != 0:
         gemm_rows(c, a, b, ta, tb, alpha, beta, 0, M)
     elif ta:

@@ -131,7 +131,7 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
     for l in range(1, L):
         W, b = _weights(params, offsets, sizes, l)
         affine_forward_split(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
-                             _act_of(l, L, act), blocks)
+                             _act_of(l, L, act), np.int64(blocks))  # one compile (config.py)
 
 
 @njit(inline="always")
@@ -318,14 +318,14 @@ def _backprop(grads, acts, deltas, params, offsets, sizes, x, act, sgd, lr, wd):
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_backward(grads, acts, deltas, params, offsets, sizes, x, act):
     # from d loss / d output, already in deltas[:N * DL], back through every layer into grads
-    _backprop(grads, acts, deltas, params, offsets, sizes, x, act, False, 0.0, 0.0)
+    _backprop(grads, acts, deltas, params, offsets, sizes, x, act, bool(False), 0.0, 0.0)  # one compile (config.py)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)
 def mlp_backward_sgd(params, grads, acts, deltas, offsets, sizes, x, act, lr, wd):
     # mlp_backward fused with one SGD step: each W is updated inside its weight product,
     # after dx has used the old W; grads only holds the bias gradients afterwards.
-    _backprop(grads, acts, deltas, params, offsets, sizes, x, act, True, lr, wd)
+    _backprop(grads, acts, deltas, params, offsets, sizes, x, act, bool(True), lr, wd)  # one compile (config.py)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH)

@@ -76,7 +76,7 @@ def adam_lr(lr, beta1, beta2, t):
 def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t):
     # One update of every parameter block. state is (2, n): velocity (momentum, nesterov), h (adagrad),
     # m and v (adam). hyper1/hyper2: momentum / (beta1, beta2). t: this step's number, from 1.
-    _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, 0, 1)
+    _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, np.int64(0), np.int64(1))
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True)
@@ -84,7 +84,7 @@ def optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1
     # optimizer_step with each block cut into `parts` ranges on numba's threads: every entry
     # gets the same operations either way
     for q in prange(parts):
-        _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, q, parts)
+        _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, np.int64(q), parts)
 
 
 @njit(inline="always")
@@ -92,7 +92,8 @@ def optimizer_step_on(params, grads, state, offsets, sizes, opt, lr, hyper1, hyp
     """optimizer_step, in `parts` ranges on numba's threads (optimizer_step_threads) where
     parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
     if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
-        optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, parts)
+        optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t,
+                               np.int64(parts))
     else:
         optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t)
 
