@@ -1,8 +1,11 @@
-"""Cold and warm start: `import fastbp` to the first gradient of a 784-50-10 network.
+"""Cold and warm start: `import fastbp` to the first gradient of a 784-50-10 network, then
+what a first `fit` compiles on top: fastbp.compiling.compile_for, every kernel fit and its
+optimizers use, for dense input and then for sparse input (what `sparse="auto"` takes for
+MNIST); fit runs it before its first step ("fastbp: compiling kernels (first run only)").
 
 Cold: a fresh, empty numba cache (NUMBA_CACHE_DIR points at a new temporary
-folder), so every kernel the step needs is compiled. Warm: the same cache again,
-so the machine code is loaded from disk. Each start is its own Python process.
+folder), so every kernel is compiled. Warm: the same cache again, so the machine
+code is loaded from disk. Each start is its own Python process.
 
     python -m bench.compile_time [--repeat 3] [--dtype float32]
 """
@@ -24,7 +27,12 @@ x = np.random.default_rng(0).random((100, 784), dtype=np.float32)
 t = np.arange(100) % 10
 net.gradient(x, t)
 t2 = time.perf_counter()
-print(t1 - t0, t2 - t0)
+from fastbp.compiling import compile_for
+compile_for(DTYPE)
+t3 = time.perf_counter()
+compile_for(DTYPE, sparse=True)
+t4 = time.perf_counter()
+print(t1 - t0, t2 - t0, t3 - t2, t4 - t3)
 """
 
 
@@ -46,10 +54,10 @@ def main():
             cold.append(start(cache, args.dtype))
             warm.append(start(cache, args.dtype))
     for name, runs in (("cold (empty cache)", cold), ("warm (cached)", warm)):
-        imp = statistics.median(r[0] for r in runs)
-        first = statistics.median(r[1] for r in runs)
-        print(f"{name:20} import fastbp {imp:5.2f} s   import + first gradient {first:5.2f} s"
-              f"   (median of {args.repeat}, {args.dtype})")
+        imp, first, dense, sparse = (statistics.median(r[k] for r in runs) for k in range(4))
+        print(f"{name:20} import fastbp {imp:5.2f} s   import + first gradient {first:5.2f} s   then fit's "
+              f"kernels: dense input {dense:5.2f} s, sparse input {sparse:5.2f} s   (median of {args.repeat}, "
+              f"{args.dtype})")
 
 
 if __name__ == "__main__":
