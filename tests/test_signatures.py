@@ -22,6 +22,7 @@ def _dispatchers():
                 yield f"{module.__name__}.{name}", obj
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # max_iter=1 on purpose
 def test_no_kernel_is_compiled_for_a_constant():
     rng = np.random.default_rng(0)
     x = (rng.random((240, 40)) * (rng.random((240, 40)) < 0.2)).astype(np.float32)
