@@ -76,6 +76,7 @@ def adam_lr(lr, beta1, beta2, t):
 def optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t):
     # One update of every parameter block. state is (2, n): velocity (momentum, nesterov), h (adagrad),
     # m and v (adam). hyper1/hyper2: momentum / (beta1, beta2). t: this step's number, from 1.
+    # np.int64(): one compile of _step_part for every caller, not one per constant (config.py)
     _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, np.int64(0), np.int64(1))
 
 
@@ -84,6 +85,7 @@ def optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1
     # optimizer_step with each block cut into `parts` ranges on numba's threads: every entry
     # gets the same operations either way
     for q in prange(parts):
+        # np.int64(q): one compile of _step_part for both callers (config.py)
         _step_part(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, np.int64(q), parts)
 
 
@@ -93,7 +95,7 @@ def optimizer_step_on(params, grads, state, offsets, sizes, opt, lr, hyper1, hyp
     parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
     if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
         optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t,
-                               np.int64(parts))
+                               np.int64(parts))  # parts may be a constant 1 (config.py)
     else:
         optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t)
 

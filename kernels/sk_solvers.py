@@ -103,7 +103,7 @@ def _solver_range(params, grads, state, solver, t, i0, i1):
 def solver_update(params, grads, state, solver, t):
     # one step of scikit-learn's sgd or adam over the whole buffer; t: Adam's step count
     # after this step (1, 2, ...)
-    _solver_range(params, grads, state, solver, t, np.int64(0), params.shape[0])
+    _solver_range(params, grads, state, solver, t, np.int64(0), params.shape[0])  # one compile (config.py)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, parallel=True, **DIVIDING)
@@ -119,7 +119,7 @@ def solver_update_on(params, grads, state, solver, t, parts):
     """solver_update, in `parts` ranges on numba's threads (solver_update_threads) where
     parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
     if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
-        solver_update_threads(params, grads, state, solver, t, np.int64(parts))
+        solver_update_threads(params, grads, state, solver, t, np.int64(parts))  # one compile (config.py)
     else:
         solver_update(params, grads, state, solver, t)
 
