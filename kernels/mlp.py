@@ -79,7 +79,7 @@ def split_products(x):
 def _split_products(x):
     if is_csr(x):
         return lambda x: x.work.splits.shape[0] - 1 if x.work.threaded else 1
-    return lambda x: 1
+    return lambda x: np.int64(1)  # not a constant 1: one compile of what takes it (config.py)
 
 
 @overload(n_rows)
@@ -131,7 +131,7 @@ def mlp_forward(acts, params, offsets, sizes, x, act):
     for l in range(1, L):
         W, b = _weights(params, offsets, sizes, l)
         affine_forward_split(_output(acts, sizes, N, l), _output(acts, sizes, N, l - 1), W, b,
-                             _act_of(l, L, act), np.int64(blocks))  # one compile (config.py)
+                             _act_of(l, L, act), blocks)
 
 
 @njit(inline="always")

@@ -90,12 +90,18 @@ def optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1
 
 
 @njit(inline="always")
+def step_in_parts(P, parts):
+    """Whether a step over P parameters runs in `parts` ranges on numba's threads: parts > 1
+    (they are the caller's, cpu.threads) and P at least STEP_SPLIT_MIN."""
+    return parts > 1 and P >= STEP_SPLIT_MIN
+
+
+@njit(inline="always")
 def optimizer_step_on(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, parts):
     """optimizer_step, in `parts` ranges on numba's threads (optimizer_step_threads) where
-    parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
-    if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
-        optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t,
-                               np.int64(parts))  # parts may be a constant 1 (config.py)
+    step_in_parts says so."""
+    if step_in_parts(params.shape[0], parts):
+        optimizer_step_threads(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t, parts)
     else:
         optimizer_step(params, grads, state, offsets, sizes, opt, lr, hyper1, hyper2, wd, t)
 

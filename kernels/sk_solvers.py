@@ -24,10 +24,11 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
-from .config import CACHE, DIVIDING, FASTMATH, STEP_SPLIT_MIN
+from .config import CACHE, DIVIDING, FASTMATH
 from .layout import param_block
 from .simd import block_lanes, lanes, vadd, vfma, vload, vstore, vsum, vzero
 from .mlp import loss_kind, mlp_backward, mlp_loss_dy, mlp_loss_grad, n_rows, split_products
+from .optimizers import step_in_parts
 from .sparse import U
 from .train import batch_input, take_targets
 
@@ -117,9 +118,9 @@ def solver_update_threads(params, grads, state, solver, t, blocks):
 @njit(inline="always")
 def solver_update_on(params, grads, state, solver, t, parts):
     """solver_update, in `parts` ranges on numba's threads (solver_update_threads) where
-    parts > 1 and the buffer holds STEP_SPLIT_MIN parameters or more."""
-    if parts > 1 and params.shape[0] >= STEP_SPLIT_MIN:
-        solver_update_threads(params, grads, state, solver, t, np.int64(parts))  # one compile (config.py)
+    optimizers.step_in_parts says so."""
+    if step_in_parts(params.shape[0], parts):
+        solver_update_threads(params, grads, state, solver, t, parts)
     else:
         solver_update(params, grads, state, solver, t)
 
