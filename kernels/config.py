@@ -18,7 +18,8 @@ One compile per kernel, not one per constant: numba types a constant argument (T
 value its callers pass, dead branches included (gemm_split was compiled 14 times in a
 test run, 12 of them for constant transposes and a block count of 1 that never reaches
 it). Where a kernel takes flags or counts that callers may pass as constants, the call
-wraps them in bool() or np.int64(), which numba types as plain bool and int64.
+wraps them in bool() or np.int64(), which numba types as plain bool and int64; the block
+count is made so where it is made (mlp.split_products).
 """
 
 FASTMATH = set()

@@ -49,7 +49,8 @@ def _data(kind):
 SETTINGS = [dict(solver="sgd"), dict(solver="sgd", nesterovs_momentum=False), dict(solver="sgd", momentum=0.0),
             dict(solver="sgd", learning_rate="invscaling", activation="tanh"),
             dict(solver="sgd", learning_rate="adaptive", tol=0.5, n_iter_no_change=1),
-            dict(solver="adam", activation="logistic", batch_size="auto"), dict(solver="adam", early_stopping=True, activation="tanh"),
+            dict(solver="adam", activation="logistic", batch_size="auto"),
+            dict(solver="adam", early_stopping=True, activation="tanh"),
             dict(solver="sgd", batch_size=64, activation="identity", alpha=0.1, shuffle=False),
             dict(solver="lbfgs", activation="logistic")]
 
