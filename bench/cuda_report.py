@@ -15,7 +15,9 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    at other shapes, each with its sums in 4, 8 and 16 chains a thread; fastbp.fit's epoch_seconds.
 3. 784-1024-1024-10 batch 256: one SGD step, fastbp (its launches; the epoch kernel forced, to
    show why fit does not pick it there) vs PyTorch CUDA eager.
-Also: seconds from Network(device="cuda") to its first gradient (kernel compilation).
+4. Start-up: seconds from `import fastbp` to the first GPU gradient of 784-50-10 in a fresh
+   process, with an empty kernel cache (every kernel compiled) and then with the cache that
+   run left (kernels/cuda/disk_cache.py: every kernel loaded).
 Timing: torch.cuda / numba synchronize around blocks of work; contenders interleaved round by
 round, medians of --rounds. Targets (docs/cuda.md, "Measurements"): the epoch 5x PyTorch eager and
 faster than its CUDA graph; the large step within 1.3x of PyTorch; SGEMM 50% of cuBLAS at 4096.
@@ -25,7 +27,9 @@ import datetime
 import json
 import os
 import re
-
+import subprocess
+import sys
+import tempfile
 import time
 
 os.environ.setdefault("CUPY_TF32", "0")  # before CuPy loads: cuBLAS in true float32
@@ -277,6 +281,28 @@ def bench_large(rounds, smoke):
     return out
 
 
+_START = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastbp
+net = fastbp.Network([784, 50, 10], seed=0, device="cuda")
+x = np.random.default_rng(0).random((100, 784), dtype=np.float32)
+net.gradient(x, np.arange(100) % 10)
+print(time.perf_counter() - t0)
+"""
+
+
+def bench_start(runs=2):
+    """Seconds from `import fastbp` to the first gradient in fresh processes sharing one new
+    kernel cache folder (NUMBA_CACHE_DIR): the first compiles every kernel, the later ones load."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = dict(os.environ, NUMBA_CACHE_DIR=folder)
+        times = [float(subprocess.run([sys.executable, "-c", _START], env=env, check=True, capture_output=True,
+                                      text=True).stdout.split()[-1]) for _ in range(1 + runs)]
+    return {"cold_s": times[0], "warm_s": times[1:]}
+
+
 def load_data(smoke, fashion_root=None):
     """Fashion-MNIST's 60,000 training images (600 steps of 100), found at fashion_root or
     where fastbp.datasets looks; else the shared MNIST rows, else the embedded sample."""
@@ -319,15 +345,16 @@ def main(argv=None):
     name = device_name()
     print(f"device: {name}; tiles: tiled {config.TILE}, regblock {config.REG}", flush=True)
     x, t, xt, tt, data = load_data(args.smoke, args.fashion)
-    # compile cost: the kernels are compiled per process (explicit signatures, no disk cache)
     t0 = time.perf_counter()
     first = fastbp.Network([x.shape[1], 50 if not args.smoke else 6, 10], seed=0, device="cuda")
     first.gradient(x[:100], t[:100])
     startup = time.perf_counter() - t0
-    print(f"Network(device='cuda') + first gradient (compiles): {startup:.2f} s", flush=True)
+    print(f"Network(device='cuda') + first gradient, in this process: {startup:.2f} s", flush=True)
+    start = None if config.SIMULATOR else bench_start()
+    print(f"import fastbp to first gradient, fresh processes: {start}", flush=True)
     print("SGEMM float32 (n x n x n)", flush=True)
     result = {"device": name, "date": datetime.date.today().isoformat(), "data": data,
-              "first_gradient_s": startup,
+              "first_gradient_s": startup, "import_to_first_gradient": start,
               "sgemm": [] if args.skip_sgemm else bench_sgemm(args.sizes, args.rounds, args.smoke)}
     print("MNIST 784-50-10 batch 100, one epoch", flush=True)
     result["mnist_epoch"] = bench_mnist(x, t, xt, tt, args.rounds, args.smoke)

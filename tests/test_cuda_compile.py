@@ -41,48 +41,50 @@ def _f64_ops(ptx):
 
 
 def _kernels():
+    """(name, dtype, factory, its arguments, signature, float64 loss?) of every kernel: the
+    triples build.compile(signature, factory, *arguments) gets."""
     from fastbp.kernels.cuda import config, entry_losses, epoch, gather, gemm, optimizers, sk_solvers, softmax_loss
     for NP in (np.float32, np.float64):
         for version in gemm.VERSIONS:
             for ta, tb, epi in ((False, False, gemm.EPI_BIAS_ACT), (False, True, gemm.EPI_ACT_GRAD),
                                 (True, False, gemm.EPI_COLSUM), (True, True, gemm.EPI_NONE)):
                 yield (f"gemm-{version}-{int(ta)}{int(tb)}-epi{epi}", NP,
-                       gemm.source(version, ta, tb, epi, NP), gemm.signature(NP), False)
+                       gemm.source, (version, ta, tb, epi, NP), gemm.signature(NP), False)
         if NP is np.float32:  # the register-blocked shapes bench/cuda_report.py times (config.py)
             for shape in config.REG_CANDIDATES:
                 yield (f"gemm-regblock-{'x'.join(map(str, shape))}", NP,
-                       gemm.source("regblock", False, False, gemm.EPI_NONE, NP, shape), gemm.signature(NP), False)
-        yield "optimizer", NP, optimizers.source(NP), optimizers.signature(NP), False
+                       gemm.source, ("regblock", False, False, gemm.EPI_NONE, NP, shape), gemm.signature(NP), False)
+        yield "optimizer", NP, optimizers.source, (NP,), optimizers.signature(NP), False
         # its losses are float64 by design, as softmax's (epoch.py)
         # every chain count bench/cuda_report.py times in float32; float64 in the default one
         for chains in epoch.CHAINS if NP is np.float32 else (config.EPOCH_CHAINS,):
-            yield f"epoch-{chains}-chains", NP, epoch.source(NP, 256, chains), epoch.signature(NP), True
+            yield f"epoch-{chains}-chains", NP, epoch.source, (NP, 256, chains), epoch.signature(NP), True
         for adam, nesterov in ((False, False), (False, True), (True, False)):
             # Σ W² (for the reported loss) is float64 by design (sk_solvers.py)
-            yield (f"sk-update-{adam}-{nesterov}", NP, sk_solvers.sk_update_source(NP, adam, nesterov),
+            yield (f"sk-update-{adam}-{nesterov}", NP, sk_solvers.sk_update_source, (NP, adam, nesterov),
                    sk_solvers.sk_update_signature(NP), True)
-        yield "gather", NP, gather.source(NP), gather.signature(NP), False
-        yield "gather-float-targets", NP, gather.source(NP, True), gather.signature(NP, True), False
-        yield "argmax", NP, softmax_loss.argmax_source(NP), softmax_loss.argmax_signature(NP), False
+        yield "gather", NP, gather.source, (NP,), gather.signature(NP), False
+        yield "gather-float-targets", NP, gather.source, (NP, True), gather.signature(NP, True), False
+        yield "argmax", NP, softmax_loss.argmax_source, (NP,), softmax_loss.argmax_signature(NP), False
         # the loss is float64 by design in these (softmax_loss.py)
         for grad in (True, False):
-            yield (f"softmax-{grad}", NP, softmax_loss.softmax_ce_source(NP, grad),
+            yield (f"softmax-{grad}", NP, softmax_loss.softmax_ce_source, (NP, grad),
                    softmax_loss.softmax_ce_signature(NP), True)
-            yield (f"softmax-rows-{grad}", NP, softmax_loss.softmax_ce_rows_source(NP, grad),
+            yield (f"softmax-rows-{grad}", NP, softmax_loss.softmax_ce_rows_source, (NP, grad),
                    softmax_loss.softmax_ce_rows_signature(NP), True)
             for kind in entry_losses.KINDS:
-                yield (f"{kind}-{grad}", NP, entry_losses.entry_loss_source(NP, kind, grad),
+                yield (f"{kind}-{grad}", NP, entry_losses.entry_loss_source, (NP, kind, grad),
                        entry_losses.entry_loss_signature(NP), True)
-    yield "mean-loss", np.float64, softmax_loss.mean_loss_source(), softmax_loss.mean_loss_signature(), True
-    yield "sk-finish", np.float64, sk_solvers.sk_finish_source(), sk_solvers.sk_finish_signature(), True
+    yield "mean-loss", np.float64, softmax_loss.mean_loss_source, (), softmax_loss.mean_loss_signature(), True
+    yield "sk-finish", np.float64, sk_solvers.sk_finish_source, (), sk_solvers.sk_finish_signature(), True
 
 
 def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
     from fastbp.kernels.cuda import config, epoch
     assert config.TILE == 16 and config.REG == (16, 4, 8)  # the GPU's sizes, not the simulator's
     names = []
-    for name, NP, f, sig, float64_loss in _kernels():
-        ptx = compile_ptx(f, sig)
+    for name, NP, factory, args, sig, float64_loss in _kernels():
+        ptx = compile_ptx(factory(*args), sig)
         assert ".entry" in ptx, name
         if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
@@ -131,6 +133,112 @@ def test_gpu_targets(compile_ptx):
         ptx = compile_ptx(gemm.source("regblock", False, False, gemm.EPI_BIAS_ACT, NP), gemm.signature(NP), cc)
         assert f".target sm_{cc[0]}{cc[1]}" in ptx
         assert ".local" not in ptx  # the 4 x 4 accumulators live in registers, not local memory
+
+
+# The disk cache (kernels/cuda/disk_cache.py): what can be checked without a GPU. Loading a real
+# kernel needs one (tests/cuda/test_cuda_disk_cache.py).
+
+_KEYS = """
+import json, sys, types
+sys.path.insert(0, sys.argv[1])
+from test_cuda_compile import _kernels
+from fastbp.kernels.cuda import build, disk_cache
+codegen = types.SimpleNamespace(magic_tuple=lambda: ((12, 9), (9, 0)))  # a runtime and an sm_90
+files = {}
+for name, NP, factory, args, sig, _ in _kernels():
+    cache = disk_cache.KernelCache(factory(*args), build.cache_key(factory, args))
+    files[f"{name}-{NP.__name__}"] = cache._file(cache._full_key(sig, codegen))
+print(json.dumps(files))
+"""
+
+
+def test_disk_cache_names_each_kernel_one_file_the_same_in_every_process():
+    pytest.importorskip("numba.cuda")
+    import json
+    import os
+    runs = [json.loads(subprocess.run([sys.executable, "-c", _KEYS, os.path.dirname(__file__)], check=True,
+                                      capture_output=True, text=True).stdout) for _ in range(2)]
+    assert runs[0] == runs[1]  # a process finds what an earlier one saved
+    assert len(set(runs[0].values())) == len(runs[0]) == len(list(_kernels()))  # no two kernels share a file
+
+
+def test_disk_cache_key_follows_the_sources_the_settings_and_the_arguments(tmp_path, monkeypatch):
+    pytest.importorskip("numba.cuda")
+    import shutil
+    from fastbp.kernels.cuda import build, config, disk_cache, gemm
+    root = tmp_path / "kernels"
+    shutil.copytree(disk_cache.KERNELS, root, ignore=shutil.ignore_patterns("__pycache__"))
+    before = disk_cache.sources_digest(str(root))
+    assert before == disk_cache.sources_digest(disk_cache.KERNELS)
+    # an edit in a file other than the kernel's own (a device function it inlines)
+    path = root / "cuda" / "softmax_loss.py"
+    path.write_text(path.read_text().replace("def _rows_sum(", "def _rows_sum( "))
+    assert disk_cache.sources_digest.__wrapped__(str(root)) != before
+    key = build.cache_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
+    assert key != build.cache_key(gemm.source, ("tiled", False, False, 1, np.float64, None))
+    assert key != build.cache_key(gemm.source, ("tiled", True, False, 1, np.float32, None))
+    monkeypatch.setattr(config, "TILE", 32)  # a setting the factory reads when its shape is None
+    assert key != build.cache_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
+
+
+class _Stored:
+    """A stand-in for a compiled kernel and numba's reduce/rebuild of one: the file handling
+    is what is tested here."""
+
+    def __init__(self, folder):
+        self.filename_base = "k"
+        self.locator = pytypes.SimpleNamespace(get_cache_path=lambda: str(folder),
+                                               ensure_cache_path=lambda: folder.mkdir(exist_ok=True))
+        self.codegen = pytypes.SimpleNamespace(magic_tuple=lambda: ((12, 9), (9, 0)))
+        self.context = pytypes.SimpleNamespace(refresh=lambda: None, codegen=lambda: self.codegen)
+        self.payload = {"ptx": "the kernel"}
+
+    def reduce(self, kernel):
+        return kernel.payload
+
+    def rebuild(self, context, payload):
+        return payload
+
+
+def test_disk_cache_files(tmp_path):
+    pytest.importorskip("numba.cuda")
+    import os
+    from fastbp.kernels.cuda import build, disk_cache, gather
+    folder = tmp_path / "cache"
+
+    def cache(key="K"):
+        c = disk_cache.KernelCache(gather.source(np.float32), key)
+        c._impl = stored
+        return c
+
+    stored = _Stored(folder)
+    sig = gather.signature(np.float32)
+    assert cache().load_overload(sig, stored.context) is None  # nothing saved yet
+    cache().save_overload(sig, stored)
+    assert os.listdir(folder) and all(f.endswith(disk_cache.SUFFIX) for f in os.listdir(folder))  # no .tmp left
+    assert cache().load_overload(sig, stored.context) == stored.payload
+    assert cache("another kernel").load_overload(sig, stored.context) is None
+    assert cache().load_overload(gather.signature(np.float64), stored.context) is None
+    (path,) = [folder / f for f in os.listdir(folder)]
+    # a half-written or foreign file compiles instead, and the next save replaces it
+    path.write_bytes(path.read_bytes()[:20])
+    assert cache().load_overload(sig, stored.context) is None
+    cache().save_overload(sig, stored)
+    assert cache().load_overload(sig, stored.context) == stored.payload
+    # a file whose full key is not this kernel's (a hash collision) is not this kernel
+    import pickle
+    full, payload = pickle.loads(path.read_bytes())
+    path.write_bytes(pickle.dumps((full.replace("K", "J"), payload)))
+    assert cache().load_overload(sig, stored.context) is None
+    # recompile() flushes: the next load compiles
+    c = cache()
+    c.save_overload(sig, stored)
+    c.flush()
+    assert c.load_overload(sig, stored.context) is None
+    # a folder that cannot be written leaves the kernel uncached, it does not fail
+    stored.locator.ensure_cache_path = lambda: (_ for _ in ()).throw(PermissionError("read-only"))
+    cache("K2").save_overload(sig, stored)
+    assert cache("K2").load_overload(sig, stored.context) is None
 
 
 def test_cuda_without_a_gpu_is_a_clear_error():

@@ -3,9 +3,11 @@
 Imported only when a Network asks for device="cuda" (numba-cuda is an optional
 extra: `pip install 'fastbp[cuda]'`). Every kernel is built by a factory for one
 dtype and a few compile-time constants (tile sizes, transposes, epilogue) and
-compiled eagerly with an explicit signature, so a launch only checks types.
+compiled eagerly with an explicit signature, so a launch only checks types (or loaded from
+the disk cache, when this machine has built it before).
 
     build.py          how each kernel is made: source factory, signature, eager compile
+    disk_cache.py     kernels built once per machine: loaded from disk by later processes
     config.py         tile and block sizes (small ones under the simulator)
     activations.py    relu / sigmoid / tanh device functions and their derivatives
     gemm.py           C = op(A)·op(B) with a fused epilogue: naive, tiled, register-blocked

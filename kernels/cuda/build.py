@@ -3,11 +3,14 @@
 A factory `source(NP, ...)` returns the kernel's Python function for one dtype (its
 literals typed NP, so float32 stays float32) and a few compile-time constants; a
 `signature(NP)` gives its explicit types; compile() jits the pair eagerly, so a launch
-only checks types. The NVVM test (tests/test_cuda_compile.py) compiles the same pairs
-to PTX without a GPU.
+only checks types, and loads it from the disk cache (disk_cache.py) when this machine has
+built it before. The NVVM test (tests/test_cuda_compile.py) compiles the same pairs to PTX
+without a GPU.
 """
 import numpy as np
 from numba import cuda, from_dtype, types
+
+from . import config
 
 I64 = types.Array(types.int64, 1, "C")    # row orders, labels, the stop flag
 F64 = types.Array(types.float64, 1, "C")  # losses
@@ -23,6 +26,25 @@ def array(NP, ndim):
     return types.Array(scalar(NP), ndim, "C")
 
 
-def compile(signature, source):
-    """The kernel, compiled now for exactly `signature`."""
-    return cuda.jit(signature)(source)
+def cache_key(factory, args):
+    """What the disk cache keys a kernel on besides its signature and the device: the factory,
+    its arguments, the kernels' sources and config.py's settings (disk_cache.py)."""
+    from . import disk_cache
+    return (f"{factory.__module__}.{factory.__qualname__}", repr(args), disk_cache.sources_digest(),
+            disk_cache.settings(config))
+
+
+def compile(signature, factory, *args):
+    """The kernel factory(*args) makes, for exactly `signature`: loaded from the disk cache,
+    else compiled now (and saved there). What cuda.jit(signature) does, with the disk cache's
+    key in place of numba's (which cannot key a factory's closures, disk_cache.py)."""
+    source = factory(*args)
+    if config.SIMULATOR:  # nothing to compile or cache: the simulator runs the Python
+        return cuda.jit(signature)(source)
+    from . import disk_cache
+    kernel = cuda.jit(source)  # a lazy dispatcher, as cuda.jit(signature) makes before compiling
+    kernel._cache = disk_cache.KernelCache(source, cache_key(factory, args))
+    kernel.compile(signature)
+    kernel._specialized = True  # as cuda.jit(signature): one signature, launches skip dispatch
+    kernel.disable_compile()
+    return kernel

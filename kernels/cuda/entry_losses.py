@@ -77,4 +77,4 @@ def entry_loss_signature(NP):
 @functools.lru_cache(maxsize=None)
 def entry_loss(NP, kind, grad=True, block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
-    return build.compile(entry_loss_signature(NP), entry_loss_source(NP, kind, grad, block))
+    return build.compile(entry_loss_signature(NP), entry_loss_source, NP, kind, grad, block)

@@ -216,7 +216,7 @@ def signature(NP):
 @functools.lru_cache(maxsize=None)
 def epoch(NP, block=None, chains=None):
     """Compiled; launch as [blocks(kernel, block), block], block a power of two."""
-    return build.compile(signature(NP), source(NP, block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS))
+    return build.compile(signature(NP), source, NP, block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS)
 
 
 def blocks(kernel, block, per_sm=None):

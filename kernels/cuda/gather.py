@@ -39,4 +39,4 @@ def signature(NP, float_targets=False):
 
 @functools.lru_cache(maxsize=None)
 def gather(NP, float_targets=False):
-    return build.compile(signature(NP, float_targets), source(NP, float_targets))
+    return build.compile(signature(NP, float_targets), source, NP, float_targets)

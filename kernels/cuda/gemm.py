@@ -39,7 +39,7 @@ def signature(NP):
 
 
 def source(version, ta, tb, epi, NP, shape=None):
-    """The Python function of one gemm variant (build.compile(signature(NP), ...) compiles it)."""
+    """The Python function of one gemm variant (kernel() compiles it)."""
     if epi == EPI_COLSUM and tb:
         raise ValueError("EPI_COLSUM sums the columns of B itself: tb must be False")
     act_apply, act_grad = make_activations(NP)
@@ -188,7 +188,7 @@ def source(version, ta, tb, epi, NP, shape=None):
 @functools.lru_cache(maxsize=None)
 def kernel(version, ta, tb, epi, NP, shape=None):
     """The compiled kernel (explicit signature: compiled now, launched without type inference)."""
-    return build.compile(signature(NP), source(version, ta, tb, epi, NP, shape))
+    return build.compile(signature(NP), source, version, ta, tb, epi, NP, shape)
 
 
 def launch_shape(version, M, N, shape=None):

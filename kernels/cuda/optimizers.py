@@ -80,4 +80,4 @@ def signature(NP):
 @functools.lru_cache(maxsize=None)
 def update(NP):
     """Compiled; launch as [ceil(P / config.BLOCK), config.BLOCK]."""
-    return build.compile(signature(NP), source(NP))
+    return build.compile(signature(NP), source, NP)

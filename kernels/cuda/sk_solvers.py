@@ -69,7 +69,7 @@ def sk_update_signature(NP):
 @functools.lru_cache(maxsize=None)
 def sk_update(NP, adam, nesterov, block=None):
     """Compiled; launch as [ceil(P / BLOCK), BLOCK], BLOCK = block or config.BLOCK."""
-    return build.compile(sk_update_signature(NP), sk_update_source(NP, adam, nesterov, block))
+    return build.compile(sk_update_signature(NP), sk_update_source, NP, adam, nesterov, block)
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,7 +97,7 @@ def sk_finish_signature():
 @functools.lru_cache(maxsize=None)
 def sk_finish(block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
-    return build.compile(sk_finish_signature(), sk_finish_source(block))
+    return build.compile(sk_finish_signature(), sk_finish_source, block)
 
 
 def sk_epoch(dev, x, t, order, B, solver, alpha, step, state, div):

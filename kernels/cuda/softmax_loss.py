@@ -110,7 +110,7 @@ def softmax_ce_signature(NP):
 @functools.lru_cache(maxsize=None)
 def softmax_ce(NP, grad=True, block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
-    return build.compile(softmax_ce_signature(NP), softmax_ce_source(NP, grad, block))
+    return build.compile(softmax_ce_signature(NP), softmax_ce_source, NP, grad, block)
 
 
 @functools.lru_cache(maxsize=None)
@@ -168,7 +168,7 @@ def softmax_ce_rows_signature(NP):
 @functools.lru_cache(maxsize=None)
 def softmax_ce_rows(NP, grad=True, block=None):
     """Compiled; launch as [N, block or config.ROWS_BLOCK], then mean_loss."""
-    return build.compile(softmax_ce_rows_signature(NP), softmax_ce_rows_source(NP, grad, block))
+    return build.compile(softmax_ce_rows_signature(NP), softmax_ce_rows_source, NP, grad, block)
 
 
 @functools.lru_cache(maxsize=None)
@@ -194,7 +194,7 @@ def mean_loss_signature():
 @functools.lru_cache(maxsize=None)
 def mean_loss(block=None):
     """Compiled; launch as [1, block or config.ROWS_BLOCK]."""
-    return build.compile(mean_loss_signature(), mean_loss_source(block))
+    return build.compile(mean_loss_signature(), mean_loss_source, block)
 
 
 def argmax_source(NP):
@@ -217,4 +217,4 @@ def argmax_signature(NP):
 @functools.lru_cache(maxsize=None)
 def argmax_rows(NP):
     """Compiled; launch as [ceil(N / config.BLOCK), config.BLOCK]."""
-    return build.compile(argmax_signature(NP), argmax_source(NP))
+    return build.compile(argmax_signature(NP), argmax_source, NP)
