@@ -11,8 +11,9 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    60,000 training images (else the shared MNIST rows), data resident on the device, no
    accuracy pass: fastbp as fit runs it (the epoch kernel: one launch), fastbp's 3L + 2 launches
    a step, PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
-   with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel's grid
-   at other shapes, each with its sums in 4, 8 and 16 chains a thread; fastbp.fit's epoch_seconds.
+   with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel with its
+   sums in 4, 8 and 16 chains a thread, each with its forward sums split over up to 1, 4, 8 and
+   32 lanes, and on other grid shapes; fastbp.fit's epoch_seconds.
 3. 784-1024-1024-10 batch 256: one SGD step, fastbp (its launches; the epoch kernel forced, to
    show why fit does not pick it there) vs PyTorch CUDA eager.
 4. Start-up: seconds from `import fastbp` to the first GPU gradient of 784-50-10 in a fresh
@@ -235,18 +236,25 @@ def bench_mnist(x, t, xt, tt, rounds, smoke):
     for name in ("fastbp_launches", "torch", "torch_graph"):
         if f"{name}_epoch_s" in out:
             out[f"{name}_over_fastbp"] = out[f"{name}_epoch_s"] / out["fastbp_epoch_s"]
-    # the epoch kernel's grid: threads per block x blocks per multiprocessor
+    # the epoch kernel's settings: its sums' chains and split (config.EPOCH_CHAINS, EPOCH_SPLIT)
+    # on the default grid, then the grid (threads per block x blocks per multiprocessor) with
+    # the default sums
     ws, grid = trainer.ws, {}
     if not config.SIMULATOR:
-        sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+
+        def time_epoch(block, chains, split, per_sm):
+            kernel, _ = ws.epoch(block, chains, split)
+            ws.epoch_blocks = epoch.blocks(kernel, block, per_sm)
+            key = f"{block}x{ws.epoch_blocks}, {chains} chains, split {split}"
+            if key not in grid:
+                grid[key] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
+
+        for chains in epoch.CHAINS:
+            for split in (1, 4, 8, 32):
+                time_epoch(config.EPOCH_BLOCK, chains, split, config.EPOCH_BLOCKS_PER_SM)
         for block in (128, 256):  # 512 threads: not co-resident (the kernel's registers)
             for per_sm in (1, 2):
-                for chains in epoch.CHAINS:
-                    kernel, _ = ws.epoch(block, chains)
-                    ws.epoch_blocks = epoch.blocks(kernel, block, per_sm)
-                    key = f"{block}x{ws.epoch_blocks}, {chains} chains"
-                    if key not in grid:
-                        grid[key] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
+                time_epoch(block, config.EPOCH_CHAINS, config.EPOCH_SPLIT, per_sm)
         ws._epoch = None
         ws.epoch()  # back to the default
         out["epoch_grid_s"] = grid

@@ -30,6 +30,10 @@ REG_CANDIDATES = ((16, 4, 8), (16, 8, 8), (8, 8, 8), (16, 8, 16), (16, 4, 16))
 # The epoch kernel's sums in this many independent chains a thread (one of epoch.CHAINS:
 # 4, 8, 16); bench/cuda_report.py times each on the GPU at hand.
 EPOCH_CHAINS = 4
+# ... and its forward sums split over up to this many neighbouring lanes where the grid has
+# threads to spare (one of epoch.SPLITS; 1: a thread per output). At 784-50-10 on 132 x 256
+# threads, 4 lanes a layer-0 sum: 196 terms each, not 784. bench/cuda_report.py times each.
+EPOCH_SPLIT = 1
 # The epoch kernel's grid: this many blocks per multiprocessor (each grid-wide barrier waits
 # for all of them; see epoch.blocks).
 EPOCH_BLOCKS_PER_SM = 1

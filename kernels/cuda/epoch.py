@@ -18,7 +18,9 @@ every phase a thread owns one output and sums the whole reduction axis itself: a
 sizes a step is latency, not arithmetic (100 x 784 x 50 is 4 MFLOP), and a single pass with
 no shared-memory staging and no second reduction is the shortest path. Consecutive threads
 take consecutive output columns, so W's rows and the deltas are read coalesced and a row of
-the input is a broadcast.
+the input is a broadcast. Where a forward phase leaves most of the grid idle (layer 0 at
+784-50-10: 5,000 sums of 784 terms on 33,792 threads), its sums can be split over a few
+neighbouring lanes instead (config.EPOCH_SPLIT).
 
 Softmax with cross-entropy on up to config.ROW_THREAD_MAX_CLASSES classes (a thread per row);
 other losses and wider heads take DeviceMLP's launches. The math and rounding of each phase
@@ -46,12 +48,15 @@ from .softmax_loss import _rows_sum
 
 
 CHAINS = (4, 8, 16)  # the sums' independent chains a thread runs (source: chains)
+SPLITS = (1, 2, 4, 8, 16, 32)  # the most lanes a forward sum is split over (source: split)
 
 
 @functools.lru_cache(maxsize=None)
-def source(NP, block, chains=4):
+def source(NP, block, chains=4, split=1):
     if chains not in CHAINS:
         raise ValueError(f"chains must be one of {CHAINS}, not {chains!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     act_apply, act_grad = make_activations(NP)
     apply = make_apply(NP)
     zero, one = NP(0), NP(1)
@@ -110,6 +115,7 @@ def source(NP, block, chains=4):
               sizes, woff, boff, aoff, lr_ts, first, steps, B, act, opt, lr, mu, c1, c2, wd):
         # x: the data set's rows (N, D0) flattened (N · D0,)
         partial = cuda.shared.array(block, np.float64)
+        parts = cuda.shared.array(block, NP)  # the parts of split sums (forward)
         grid = cuda.cg.this_grid()
         tid, nblocks = cuda.threadIdx.x, cuda.gridDim.x
         # work item g of a phase goes to warp g // 32 of the grid, counted across blocks first:
@@ -122,18 +128,41 @@ def source(NP, block, chains=4):
         for k in range(steps):
             base = (first + k) * B
             lr_t = lr_ts[k]
-            # forward: every layer, the last one's logits without an activation
+            # forward: every layer, the last one's logits without an activation. An output's
+            # sum in S parts on S neighbouring lanes where the grid has threads to spare
+            # (S: a power of two up to `split`, each part at least 2 terms): part p takes
+            # terms p, p + S, ...; the parts meet in shared memory, summed in order (not warp
+            # shuffles: numba's simulator, where the tests run, has none).
             for l in range(L):
                 D, M, wo, bo, ao = sizes[l], sizes[l + 1], woff[l], boff[l], aoff[l]
                 a = act if l < L - 1 else IDENTITY
-                for i in range(g, B * M, G):
+                n = B * M
+                S = 1
+                while 2 * S <= split and 2 * S * n <= G and 4 * S <= D:
+                    S *= 2
+                # rounds the same for every thread of a block (its barriers)
+                for e0 in range(0, S * n, G):
+                    e = e0 + g
+                    i = e // S
+                    p = e - i * S
                     r = i // M
                     j = i - r * M
-                    if l == 0:
-                        s = dot(x, order[base + r] * D0, 1, params, wo + j, M, D)
-                    else:
-                        s = dot(acts, aoff[l - 1] + r * D, 1, params, wo + j, M, D)
-                    acts[ao + i] = act_apply(s + params[bo + j], a)
+                    s = zero
+                    if i < n:
+                        if l == 0:
+                            s = dot(x, order[base + r] * D0 + p, S, params, wo + p * M + j, S * M, (D - p + S - 1) // S)
+                        else:
+                            s = dot(acts, aoff[l - 1] + r * D + p, S, params, wo + p * M + j, S * M,
+                                    (D - p + S - 1) // S)
+                    if S > 1:
+                        parts[tid] = s
+                        cuda.syncthreads()
+                        if p == 0:
+                            for u in range(1, S):
+                                s += parts[tid + u]
+                        cuda.syncthreads()
+                    if i < n and p == 0:
+                        acts[ao + i] = act_apply(s + params[bo + j], a)
                 grid.sync()
             # the loss: a thread per row
             C, lo = sizes[L], aoff[L - 1]
@@ -214,9 +243,10 @@ def signature(NP):
 
 
 @functools.lru_cache(maxsize=None)
-def epoch(NP, block=None, chains=None):
+def epoch(NP, block=None, chains=None, split=None):
     """Compiled; launch as [blocks(kernel, block), block], block a power of two."""
-    return build.compile(signature(NP), source, NP, block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS)
+    return build.compile(signature(NP), source, NP, block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS,
+                         split or config.EPOCH_SPLIT)
 
 
 def blocks(kernel, block, per_sm=None):

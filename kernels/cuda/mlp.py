@@ -194,16 +194,17 @@ class _Workspace:
         self.row_loss = cuda.device_array(B, np.float64)
         self._forward = self._backward = None
 
-    def epoch(self, block=None, chains=None):
+    def epoch(self, block=None, chains=None, split=None):
         """The epoch kernel for this network's dtype, and its threads per block; compiled and
-        its grid sized at first use (epoch_blocks). chains: its sums' chains a thread
-        (config.EPOCH_CHAINS when None)."""
-        if block is None and chains is None and self._epoch is not None:
+        its grid sized at first use (epoch_blocks). chains: its sums' chains a thread, split:
+        the most lanes a forward sum is split over (config.EPOCH_CHAINS, EPOCH_SPLIT when None)."""
+        if block is None and chains is None and split is None and self._epoch is not None:
             return self._epoch[:2]  # the one in use (bench/cuda_report.py tries others)
         block, chains = block or config.EPOCH_BLOCK, chains or config.EPOCH_CHAINS
-        if self._epoch is None or self._epoch[1:] != (block, chains):
-            kernel = epoch_kernel.epoch(self.net.NP, block, chains)
-            self._epoch = kernel, block, chains
+        split = split or config.EPOCH_SPLIT
+        if self._epoch is None or self._epoch[1:] != (block, chains, split):
+            kernel = epoch_kernel.epoch(self.net.NP, block, chains, split)
+            self._epoch = kernel, block, chains, split
             self.epoch_blocks = epoch_kernel.blocks(kernel, block)
         return self._epoch[:2]
 

@@ -59,6 +59,22 @@ def test_more_chains_take_the_steps_of_four(chains, sizes, B, dtype, monkeypatch
     np.testing.assert_allclose(got[2], four[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+@pytest.mark.parametrize("split,sizes,B,dtype", [(8, (37, 2, 3), 1, np.float32), (8, (37, 1, 3), 1, np.float64),
+                                                 (2, (9, 4), 1, np.float32), (32, (21, 2, 2, 3), 1, np.float64)])
+def test_split_sums_take_the_steps_of_one_thread_a_sum(split, sizes, B, dtype, monkeypatch):
+    # forward sums split over lanes (config.EPOCH_SPLIT) against a thread a sum, which the tests
+    # above hold to the launches. Under the simulator the grid is 8 threads, so these shapes
+    # are the ones with threads to spare: layer 0 in 4, 8, 2 and 4 parts (lengths 37, 37, 9, 21:
+    # none a multiple of the parts), the later layers too short to split
+    from fastbp.kernels.cuda import config
+    one = _steps(sizes, B, 3, True, dtype=dtype)
+    monkeypatch.setattr(config, "EPOCH_SPLIT", split)
+    got = _steps(sizes, B, 3, True, dtype=dtype)
+    near(got[0], one[0], dtype)
+    np.testing.assert_allclose(got[2], one[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert not np.array_equal(got[0], _steps(sizes, B, 0, True, dtype=dtype)[0])  # it trained
+
+
 @pytest.mark.parametrize("opt", [SGD, MOMENTUM, NESTEROV, ADAGRAD, ADAM])
 def test_one_launch_applies_every_optimizer_as_the_launches(opt):
     want = _steps((8, 5, 4), 6, 4, False, opt=opt, lr=0.05)
