@@ -45,33 +45,27 @@ def test_one_launch_takes_the_launches_steps(sizes, B, act, dtype):
     assert not np.array_equal(got[0], _steps(sizes, B, 0, True, act=act, dtype=dtype)[0])  # it trained
 
 
-@pytest.mark.parametrize("chains,sizes,B,dtype", [(8, (11, 3, 2), 9, np.float32), (8, (3, 2), 8, np.float64),
-                                                  (16, (19, 3, 2), 17, np.float64), (16, (5, 3), 18, np.float32)])
-def test_more_chains_take_the_steps_of_four(chains, sizes, B, dtype, monkeypatch):
-    # the sums in 8 or 16 chains (config.EPOCH_CHAINS) against 4 chains, which the tests above
-    # hold to the launches: lengths past the chain count with a remainder, exactly as many,
-    # and fewer; the same steps to rounding
+@pytest.mark.parametrize("setting,value,sizes,B,dtype", [
+    # the sums in 8 or 16 chains against 4: lengths past the chain count with a remainder,
+    # exactly as many, and fewer
+    ("EPOCH_CHAINS", 8, (11, 3, 2), 9, np.float32), ("EPOCH_CHAINS", 8, (3, 2), 8, np.float64),
+    ("EPOCH_CHAINS", 16, (19, 3, 2), 17, np.float64), ("EPOCH_CHAINS", 16, (5, 3), 18, np.float32),
+    # forward sums split over lanes against a thread a sum. Under the simulator the grid is 8
+    # threads, so these are the shapes with threads to spare: layer 0 in 4, 8, 2 and 4 parts
+    # (lengths 37, 37, 9, 21: none a multiple of the parts), the later layers too short to split
+    ("EPOCH_SPLIT", 8, (37, 2, 3), 1, np.float32), ("EPOCH_SPLIT", 8, (37, 1, 3), 1, np.float64),
+    ("EPOCH_SPLIT", 2, (9, 4), 1, np.float32), ("EPOCH_SPLIT", 32, (21, 2, 2, 3), 1, np.float64)])
+def test_sums_in_another_order_take_the_same_steps(setting, value, sizes, B, dtype, monkeypatch):
+    # against 4 chains and unsplit sums (config.py's settings now; the tests above hold the
+    # defaults to the launches): the same steps to rounding
     from fastbp.kernels.cuda import config
-    four = _steps(sizes, B, 3, True, dtype=dtype)
-    monkeypatch.setattr(config, "EPOCH_CHAINS", chains)
+    monkeypatch.setattr(config, "EPOCH_CHAINS", 4)
+    monkeypatch.setattr(config, "EPOCH_SPLIT", 1)
+    default = _steps(sizes, B, 3, True, dtype=dtype)
+    monkeypatch.setattr(config, setting, value)
     got = _steps(sizes, B, 3, True, dtype=dtype)
-    near(got[0], four[0], dtype)
-    np.testing.assert_allclose(got[2], four[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
-
-
-@pytest.mark.parametrize("split,sizes,B,dtype", [(8, (37, 2, 3), 1, np.float32), (8, (37, 1, 3), 1, np.float64),
-                                                 (2, (9, 4), 1, np.float32), (32, (21, 2, 2, 3), 1, np.float64)])
-def test_split_sums_take_the_steps_of_one_thread_a_sum(split, sizes, B, dtype, monkeypatch):
-    # forward sums split over lanes (config.EPOCH_SPLIT) against a thread a sum, which the tests
-    # above hold to the launches. Under the simulator the grid is 8 threads, so these shapes
-    # are the ones with threads to spare: layer 0 in 4, 8, 2 and 4 parts (lengths 37, 37, 9, 21:
-    # none a multiple of the parts), the later layers too short to split
-    from fastbp.kernels.cuda import config
-    one = _steps(sizes, B, 3, True, dtype=dtype)
-    monkeypatch.setattr(config, "EPOCH_SPLIT", split)
-    got = _steps(sizes, B, 3, True, dtype=dtype)
-    near(got[0], one[0], dtype)
-    np.testing.assert_allclose(got[2], one[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
+    near(got[0], default[0], dtype)
+    np.testing.assert_allclose(got[2], default[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
     assert not np.array_equal(got[0], _steps(sizes, B, 0, True, dtype=dtype)[0])  # it trained
 
 
