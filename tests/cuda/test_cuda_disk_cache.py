@@ -9,7 +9,9 @@ import sys
 import pytest
 from numba import config as numba_config
 
-pytestmark = pytest.mark.skipif(numba_config.ENABLE_CUDASIM, reason="the simulator compiles nothing to cache")
+from cudatest import needs_device
+
+pytestmark = [needs_device, pytest.mark.skipif(numba_config.ENABLE_CUDASIM, reason="the simulator compiles nothing")]
 
 # a first gradient and an epoch of fit (the epoch kernel: a cooperative launch), float32 and
 # float64; then the cache's counts over every kernel this process built
