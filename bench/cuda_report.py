@@ -4,7 +4,8 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
     python -m bench.cuda_report [--rounds 20] [--sizes 1024 2048 4096 8192] [--out bench/results]
     NUMBA_ENABLE_CUDASIM=1 python -m bench.cuda_report --smoke   # tiny sizes: checks the script runs
 
-1. SGEMM, float32, C = A·B at n x n x n: fastbp's naive, tiled and register-blocked kernels
+1. SGEMM, float32, C = A·B at n x n x n: fastbp's naive, tiled, register-blocked and pipelined
+   kernels (the last two at every shape of config.REG_CANDIDATES)
    vs cuBLAS through CuPy with TF32 off (CUPY_TF32=0: full float32 multiplies, as ours).
    GFLOP/s = 2n³ / time; each result checked against cuBLAS's.
 2. MNIST 784-50-10, batch 100, SGD lr 0.1: one epoch of 600 training steps on Fashion-MNIST's
@@ -103,11 +104,13 @@ def bench_sgemm(sizes, rounds, smoke):
             ref = cp.asnumpy(cA @ cB)
         elif smoke:
             ref = A @ B
-        # "regblock" is config.REG's shape; regblock_TxRxBK the other candidates
-        # (config.REG_CANDIDATES), timed the same way
-        versions = {"tiled": ("tiled", None), "regblock": ("regblock", None)}
-        versions.update({"regblock_" + "x".join(map(str, shape)): ("regblock", shape)
-                         for shape in config.REG_CANDIDATES if shape != config.REG})
+        # "regblock" and "pipelined" at config.REG's shape; regblock_TxRxBK and pipelined_TxRxBK
+        # at the other candidates (config.REG_CANDIDATES), timed the same way
+        versions = {"tiled": ("tiled", None)}
+        for version in ("regblock", "pipelined"):
+            versions[version] = (version, None)
+            versions.update({f"{version}_" + "x".join(map(str, shape)): (version, shape)
+                             for shape in config.REG_CANDIDATES if shape != config.REG})
         if n <= 4096:
             versions["naive"] = ("naive", None)
         for v, (version, shape) in versions.items():

@@ -27,7 +27,7 @@ SHAPES = {"fwd-100x50x784": (100, 50, 784, False, False), "dW-784x50x100": (784,
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("version", ["naive", "tiled", "regblock"])
+@pytest.mark.parametrize("version", ["naive", "tiled", "regblock", "pipelined"])
 def test_gemm(benchmark, cuda, version, shape):
     from fastbp.kernels.cuda import gemm
     M, N, K, ta, tb = SHAPES[shape]

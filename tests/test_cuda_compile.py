@@ -51,9 +51,10 @@ def _kernels():
                 yield (f"gemm-{version}-{int(ta)}{int(tb)}-epi{epi}", NP,
                        gemm.source, (version, ta, tb, epi, NP), gemm.signature(NP), False)
         if NP is np.float32:  # the register-blocked shapes bench/cuda_report.py times (config.py)
-            for shape in config.REG_CANDIDATES:
-                yield (f"gemm-regblock-{'x'.join(map(str, shape))}", NP,
-                       gemm.source, ("regblock", False, False, gemm.EPI_NONE, NP, shape), gemm.signature(NP), False)
+            for version in ("regblock", "pipelined"):
+                for shape in config.REG_CANDIDATES:
+                    yield (f"gemm-{version}-{'x'.join(map(str, shape))}", NP, gemm.source,
+                           (version, False, False, gemm.EPI_NONE, NP, shape), gemm.signature(NP), False)
         yield "optimizer", NP, optimizers.source, (NP,), optimizers.signature(NP), False
         # its losses are float64 by design, as softmax's (epoch.py)
         # every chain count bench/cuda_report.py times in float32; float64 in the default one
@@ -82,7 +83,7 @@ def _kernels():
 
 
 def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
-    from fastbp.kernels.cuda import config, epoch
+    from fastbp.kernels.cuda import config, epoch, gemm
     assert config.TILE == 16 and config.REG == (16, 4, 8)  # the GPU's sizes, not the simulator's
     names = []
     for name, NP, factory, args, sig, float64_loss in _kernels():
@@ -90,10 +91,12 @@ def test_every_kernel_compiles_and_float32_stays_float32(compile_ptx):
         assert ".entry" in ptx, name
         if NP is np.float32 and not float64_loss:
             assert _f64_ops(ptx) == [], f"{name} float32 does float64 math: {_f64_ops(ptx)[:3]}"
-        if name.startswith("epoch"):  # its sums' chains are a local array: in registers
+        if name.startswith(("epoch", "gemm-regblock", "gemm-pipelined")):
+            # the epoch kernel's chains, the gemms' accumulators: local arrays, in registers
             assert ".local" not in ptx, name
         names.append(name)
-    assert len(names) == 2 * (3 * 4 + 5 + 3 + 2 * (2 + 3)) + 2 + len(config.REG_CANDIDATES) + len(epoch.CHAINS)
+    assert len(names) == (2 * (len(gemm.VERSIONS) * 4 + 5 + 3 + 2 * (2 + 3)) + 2 + 2 * len(config.REG_CANDIDATES)
+                          + len(epoch.CHAINS))
 
 
 def test_float32_output_gradients_stay_float32(compile_ptx):
@@ -135,6 +138,16 @@ def test_gpu_targets(compile_ptx):
         ptx = compile_ptx(gemm.source("regblock", False, False, gemm.EPI_BIAS_ACT, NP), gemm.signature(NP), cc)
         assert f".target sm_{cc[0]}{cc[1]}" in ptx
         assert ".local" not in ptx  # the 4 x 4 accumulators live in registers, not local memory
+
+
+def test_eight_by_eight_accumulators_stay_in_registers_under_an_activation(compile_ptx):
+    # 64 outputs a thread with an activation's branches in the epilogue: NVVM leaves that loop
+    # rolled, and the accumulators in local memory, unless the epilogue is a second pass (gemm.py)
+    from fastbp.kernels.cuda import gemm
+    NP = np.float32
+    for version, epi in (("regblock", gemm.EPI_ACT_GRAD), ("pipelined", gemm.EPI_BIAS_ACT)):
+        ptx = compile_ptx(gemm.source(version, False, False, epi, NP, (16, 8, 8)), gemm.signature(NP), (9, 0))
+        assert ".local" not in ptx, (version, epi)
 
 
 # The disk cache (kernels/cuda/disk_cache.py): what can be checked without a GPU. Loading a real

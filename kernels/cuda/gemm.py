@@ -20,6 +20,9 @@ Unused v / H are any small array of the right type. act: 0 identity, 1 relu, 2 s
     regblock  T x T threads compute an (R*T) x (R*T) block tile, R x R outputs per thread in
               registers from BK-deep shared tiles: R² multiply-adds per 2R shared loads
               (the tiled kernel does 1 per 2)
+    pipelined regblock with the next tile's global loads issued before this tile's
+              multiply-adds, into registers (stored to shared memory after them), so their
+              latency hides behind the arithmetic instead of stalling every tile
 Each thread sums k in order 0..K-1 in the dtype of C (like cuBLAS; no split-K).
 """
 import functools
@@ -30,7 +33,7 @@ from . import build, config
 from .activations import make_activations
 
 EPI_NONE, EPI_BIAS_ACT, EPI_ACT_GRAD, EPI_COLSUM = 0, 1, 2, 3
-VERSIONS = ("naive", "tiled", "regblock")
+VERSIONS = ("naive", "tiled", "regblock", "pipelined")
 
 
 def signature(NP):
@@ -117,9 +120,52 @@ def source(version, ta, tb, epi, NP, shape=None):
                     v[j] = s
         return gemm
 
-    if version == "regblock":
+    if version in ("regblock", "pipelined"):
         T, R, BK = shape or config.REG
         BM = T * R  # block tile is BM x BM; thread (ty, tx) owns rows ty + r*T, cols tx + c*T
+        NT = T * T
+        LOADS = (BK * BM + NT - 1) // NT  # elements of each operand's tile a thread loads
+        pipelined = version == "pipelined"
+        # The accumulators stay in registers only if every loop indexing them is unrolled. NVVM
+        # does not unroll the R² stores when each holds an activation's branches and R² is 64:
+        # the accumulators then live in local memory (tests/test_cuda_compile.py checks the
+        # PTX). Past 16 outputs a thread, such epilogues run as a second pass over C.
+        two_pass = R * R > 16 and (epi == EPI_BIAS_ACT or epi == EPI_ACT_GRAD)
+
+        # thread tid's share of a BK-deep tile: elements e = tid + u·NT, u < LOADS, where
+        # consecutive threads take consecutive addresses of A/B as stored (coalesced). A
+        # stored k-major is Aᵀ (ta), B stored k-major is B itself (not tb).
+        @cuda.jit(device=True)
+        def place(e, k_major):  # (k, other) offsets of element e in a BK x BM tile
+            if k_major:
+                return e // BM, e % BM
+            return e % BK, e // BK
+
+        @cuda.jit(device=True)
+        def load(X, k_major, k0, o0, e, K, O):  # X[k, o] if k_major else X[o, k]; 0 past the edges
+            kk, oo = place(e, k_major)
+            k, o = k0 + kk, o0 + oo
+            if k < K and o < O:
+                return X[k, o] if k_major else X[o, k]
+            return zero
+
+        @cuda.jit(device=True)
+        def fetch(A, B, pa, pb, k0, i0, j0, tid, M, N, K):  # global -> registers
+            for u in range(LOADS):
+                e = tid + u * NT
+                if e < BK * BM:
+                    pa[u] = load(A, ta, k0, i0, e, K, M)
+                    pb[u] = load(B, not tb, k0, j0, e, K, N)
+
+        @cuda.jit(device=True)
+        def stash(sA, sB, pa, pb, tid):  # registers -> shared, sA[k, i] and sB[k, j]
+            for u in range(LOADS):
+                e = tid + u * NT
+                if e < BK * BM:
+                    kk, ii = place(e, ta)
+                    sA[kk, ii] = pa[u]
+                    kk, jj = place(e, not tb)
+                    sB[kk, jj] = pb[u]
 
         def gemm(C, A, B, v, H, act):
             M, N = C.shape
@@ -130,6 +176,8 @@ def source(version, ta, tb, epi, NP, shape=None):
             a = cuda.local.array(R, NP)
             b = cuda.local.array(R, NP)
             cs = cuda.local.array(R, NP)
+            pa = cuda.local.array(LOADS, NP)
+            pb = cuda.local.array(LOADS, NP)
             tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
             tid = ty * T + tx
             i0, j0 = cuda.blockIdx.y * BM, cuda.blockIdx.x * BM
@@ -138,26 +186,16 @@ def source(version, ta, tb, epi, NP, shape=None):
                 cs[r] = zero
                 for c in range(R):
                     acc[r, c] = zero
+            if pipelined:
+                fetch(A, B, pa, pb, 0, i0, j0, tid, M, N, K)
             for k0 in range(0, K, BK):
-                for e in range(tid, BK * BM, T * T):
-                    # consecutive threads take consecutive addresses of A/B as stored
-                    if ta:
-                        kk, ii = e // BM, e % BM
-                        k, i = k0 + kk, i0 + ii
-                        sA[kk, ii] = A[k, i] if k < K and i < M else zero
-                    else:
-                        ii, kk = e // BK, e % BK
-                        k, i = k0 + kk, i0 + ii
-                        sA[kk, ii] = A[i, k] if k < K and i < M else zero
-                    if tb:
-                        jj, kk = e // BK, e % BK
-                        k, j = k0 + kk, j0 + jj
-                        sB[kk, jj] = B[j, k] if k < K and j < N else zero
-                    else:
-                        kk, jj = e // BM, e % BM
-                        k, j = k0 + kk, j0 + jj
-                        sB[kk, jj] = B[k, j] if k < K and j < N else zero
+                if not pipelined:
+                    fetch(A, B, pa, pb, k0, i0, j0, tid, M, N, K)
+                stash(sA, sB, pa, pb, tid)
                 cuda.syncthreads()
+                if pipelined and k0 + BK < K:
+                    # the next tile's loads are in flight while this one is multiplied
+                    fetch(A, B, pa, pb, k0 + BK, i0, j0, tid, M, N, K)
                 for kk in range(BK):
                     for r in range(R):
                         a[r] = sA[kk, ty + r * T]
@@ -174,7 +212,17 @@ def source(version, ta, tb, epi, NP, shape=None):
                 for c in range(R):
                     j = j0 + tx + c * T
                     if i < M and j < N:
-                        store(C, v, H, act, i, j, acc[r, c])
+                        if two_pass:
+                            C[i, j] = acc[r, c]
+                        else:
+                            store(C, v, H, act, i, j, acc[r, c])
+            if two_pass:  # the epilogue on this thread's own outputs, read back
+                for r in range(R):
+                    i = i0 + ty + r * T
+                    for c in range(R):
+                        j = j0 + tx + c * T
+                        if i < M and j < N:
+                            store(C, v, H, act, i, j, C[i, j])
             if colsum:
                 for c in range(R):
                     j = j0 + tx + c * T
@@ -193,7 +241,7 @@ def kernel(version, ta, tb, epi, NP, shape=None):
 
 def launch_shape(version, M, N, shape=None):
     """(blocks, threads) covering an (M, N) output."""
-    if version == "regblock":
+    if version in ("regblock", "pipelined"):
         T, R, _ = shape or config.REG
         side = T * R
     else:

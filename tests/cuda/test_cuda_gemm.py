@@ -42,7 +42,7 @@ def test_transposes(version, ta, tb, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M,N,K", [(1, 1, 1), (1, 7, 3), (6, 1, 5), (9, 10, 17), (5, 6, 1)])
-@pytest.mark.parametrize("version", ["tiled", "regblock"])
+@pytest.mark.parametrize("version", ["tiled", "regblock", "pipelined"])
 def test_awkward_shapes(version, M, N, K, dtype, rng):
     A, B, want = _operands(rng, M, N, K, False, False, dtype)
     got, _ = _run(version, A, B, M, N)
@@ -54,17 +54,19 @@ def _sigmoid(z):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("version", G.VERSIONS)
-def test_epilogues(version, dtype, rng):
-    M, N, K = 6, 5, 7
+@pytest.mark.parametrize("version,shape,M,N,K", [(v, None, 6, 5, 7) for v in G.VERSIONS] + [
+    # 25 outputs a thread: the epilogue as a second pass over C (gemm.py), 10 x 10 block tiles
+    # crossed at both edges
+    ("regblock", (2, 5, 3), 13, 11, 7), ("pipelined", (2, 5, 3), 13, 11, 7)])
+def test_epilogues(version, shape, M, N, K, dtype, rng):
     A, B, prod = _operands(rng, M, N, K, False, False, dtype)
     b = rng.standard_normal(N).astype(dtype)
     for act, f in ((0, lambda z: z), (RELU, lambda z: np.maximum(z, 0)), (SIGMOID, _sigmoid)):
-        got, _ = _run(version, A, B, M, N, epi=G.EPI_BIAS_ACT, v=b, act=act)
+        got, _ = _run(version, A, B, M, N, epi=G.EPI_BIAS_ACT, v=b, act=act, shape=shape)
         near(got, f(prod + b), dtype)
     H = rng.uniform(-1, 1, (M, N)).astype(dtype)  # a previous layer's outputs
     for act, fprime in ((RELU, lambda y: (y > 0).astype(dtype)), (SIGMOID, lambda y: y * (1 - y))):
-        got, _ = _run(version, A, B, M, N, epi=G.EPI_ACT_GRAD, H=H, act=act)
+        got, _ = _run(version, A, B, M, N, epi=G.EPI_ACT_GRAD, H=H, act=act, shape=shape)
         near(got, prod * fprime(H), dtype)
 
 
@@ -80,7 +82,8 @@ def test_colsum_is_the_bias_gradient(version, M, N, K, dtype, rng):
     near(got_db, dz.sum(axis=0), dtype)
 
 
-@pytest.mark.parametrize("version,shape", [("tiled", 16)] + [("regblock", s) for s in config.REG_CANDIDATES])
+@pytest.mark.parametrize("version,shape", [("tiled", 16)] + [("regblock", s) for s in config.REG_CANDIDATES]
+                         + [("pipelined", s) for s in config.REG_CANDIDATES if s[1] == 8])
 def test_full_size_tiles(version, shape, rng):
     # the GPU's launch shapes (config.py, and the register-blocked shapes the SGEMM benchmark
     # times against them), at a size that still crosses tile edges
