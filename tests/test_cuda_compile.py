@@ -250,6 +250,13 @@ def test_disk_cache_files(tmp_path):
     c.save_overload(sig, stored)
     c.flush()
     assert c.load_overload(sig, stored.context) is None
+    # a save removes the function's files from other sources, not another function's
+    old = folder / f"{c._name}.{'0' * 12}.{'1' * 32}{disk_cache.SUFFIX}"
+    other = folder / f"{c._name}2.{'0' * 12}.{'1' * 32}{disk_cache.SUFFIX}"
+    old.write_bytes(b"x")
+    other.write_bytes(b"x")
+    c.save_overload(sig, stored)
+    assert not old.exists() and other.exists() and path.exists()
     # a folder that cannot be written leaves the kernel uncached, it does not fail
     stored.locator.ensure_cache_path = lambda: (_ for _ in ()).throw(PermissionError("read-only"))
     cache("K2").save_overload(sig, stored)

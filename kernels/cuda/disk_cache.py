@@ -17,8 +17,10 @@ own file, named by a hash of everything that makes its code:
     the signature, the CUDA runtime's version and the device's compute capability,
         numba-cuda's and numba's versions, Python's
 
-The file holds that key in full and the kernel; a load whose key differs (a hash collision),
-or a file that cannot be read or unpickled (a crash mid-write elsewhere), compiles instead.
+The file holds that key in full and the kernel; its name is the function's, a hash of the
+sources and a hash of the whole key. Saving a kernel removes the function's files made from
+other sources, so an edited tree does not leave them piling up. A load whose key differs (a
+hash collision), or a file that cannot be read or unpickled, compiles instead.
 Files are written whole to a temporary name and renamed, so readers never see half of one.
 Where they go is numba's rule for its own caches: NUMBA_CACHE_DIR if set, else __pycache__
 beside the source if writable, else the user's cache folder. A folder that cannot be written
@@ -68,6 +70,9 @@ class KernelCache:
         self._name = self._impl.filename_base
         self._key = key
         self._load = True
+        # the sources' generation, in the file name too: a save removes this kernel's files
+        # of other generations (an edited or upgraded tree), so they do not pile up
+        self._generation = sources_digest()[:12]
 
     def flush(self):
         """Compile from here on (what numba's recompile() asks); saves replace the files."""
@@ -83,7 +88,18 @@ class KernelCache:
 
     def _file(self, full_key):
         digest = hashlib.sha256(full_key.encode()).hexdigest()[:32]
-        return os.path.join(self.cache_path, f"{self._name}.{digest}{SUFFIX}")
+        return os.path.join(self.cache_path, f"{self._name}.{self._generation}.{digest}{SUFFIX}")
+
+    def _prune(self):
+        """Remove this function's kernel files of other source generations."""
+        prefix = self._name + "."
+        for f in os.listdir(self.cache_path):
+            parts = f[len(prefix):].split(".")
+            if f.startswith(prefix) and f.endswith(SUFFIX) and len(parts) == 3 and parts[0] != self._generation:
+                try:
+                    os.unlink(os.path.join(self.cache_path, f))
+                except OSError:
+                    pass
 
     def load_overload(self, sig, target_context):
         if not self._load:
@@ -116,6 +132,7 @@ class KernelCache:
                 f.write(data)
             os.replace(tmp, self._file(full))
             tmp = None
+            self._prune()
         except OSError:
             pass  # a read-only or full disk: this kernel stays uncached
         finally:
