@@ -149,11 +149,11 @@ def source(NP, block, chains=4, split=1):
                     j = i - r * M
                     s = zero
                     if i < n:
+                        terms = (D - p + S - 1) // S
                         if l == 0:
-                            s = dot(x, order[base + r] * D0 + p, S, params, wo + p * M + j, S * M, (D - p + S - 1) // S)
+                            s = dot(x, order[base + r] * D0 + p, S, params, wo + p * M + j, S * M, terms)
                         else:
-                            s = dot(acts, aoff[l - 1] + r * D + p, S, params, wo + p * M + j, S * M,
-                                    (D - p + S - 1) // S)
+                            s = dot(acts, aoff[l - 1] + r * D + p, S, params, wo + p * M + j, S * M, terms)
                     if S > 1:
                         parts[tid] = s
                         cuda.syncthreads()
