@@ -14,7 +14,7 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
    a step, PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
    with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel with its
    sums in 4, 8 and 16 chains a thread, each with its forward sums split over up to 1, 4, 8 and
-   32 lanes, and on other grid shapes; fastbp.fit's epoch_seconds.
+   32 lanes, and the fastest of those on other grid shapes; fastbp.fit's epoch_seconds.
 3. 784-1024-1024-10 batch 256: one SGD step, fastbp (its launches; the epoch kernel forced, to
    show why fit does not pick it there) vs PyTorch CUDA eager.
 4. Start-up: seconds from `import fastbp` to the first GPU gradient of 784-50-10 in a fresh
@@ -241,7 +241,7 @@ def bench_mnist(x, t, xt, tt, rounds, smoke):
             out[f"{name}_over_fastbp"] = out[f"{name}_epoch_s"] / out["fastbp_epoch_s"]
     # the epoch kernel's settings: its sums' chains and split (config.EPOCH_CHAINS, EPOCH_SPLIT)
     # on the default grid, then the grid (threads per block x blocks per multiprocessor) with
-    # the default sums
+    # the fastest of those
     ws, grid = trainer.ws, {}
     if not config.SIMULATOR:
 
@@ -251,13 +251,14 @@ def bench_mnist(x, t, xt, tt, rounds, smoke):
             key = f"{block}x{ws.epoch_blocks}, {chains} chains, split {split}"
             if key not in grid:
                 grid[key] = median_time(lambda: run(0, per_epoch), cuda.synchronize, rounds)
+            return grid[key]
 
-        for chains in epoch.CHAINS:
-            for split in (1, 4, 8, 32):
-                time_epoch(config.EPOCH_BLOCK, chains, split, config.EPOCH_BLOCKS_PER_SM)
+        sums = {(chains, split): time_epoch(config.EPOCH_BLOCK, chains, split, config.EPOCH_BLOCKS_PER_SM)
+                for chains in epoch.CHAINS for split in (1, 4, 8, 32)}
+        chains, split = min(sums, key=sums.get)
         for block in (128, 256):  # 512 threads: not co-resident (the kernel's registers)
             for per_sm in (1, 2):
-                time_epoch(block, config.EPOCH_CHAINS, config.EPOCH_SPLIT, per_sm)
+                time_epoch(block, chains, split, per_sm)
         ws._epoch = None
         ws.epoch()  # back to the default
         out["epoch_grid_s"] = grid
