@@ -215,7 +215,7 @@ class _Stored:
         return payload
 
 
-def test_disk_cache_files(tmp_path):
+def test_disk_cache_files(tmp_path, monkeypatch):
     pytest.importorskip("numba.cuda")
     import os
     from fastbp.kernels.cuda import build, disk_cache, gather
@@ -257,6 +257,12 @@ def test_disk_cache_files(tmp_path):
     other.write_bytes(b"x")
     c.save_overload(sig, stored)
     assert not old.exists() and other.exists() and path.exists()
+    # no folder numba can write: no cache, and the kernel is compiled as without one
+    assert isinstance(disk_cache.for_kernel(gather.source(np.float32), "K"), disk_cache.KernelCache)
+    with monkeypatch.context() as m:
+        m.setattr(disk_cache, "CUDACacheImpl", lambda py_func: (_ for _ in ()).throw(
+            RuntimeError("cannot cache function: no locator available")))  # numba's words
+        assert disk_cache.for_kernel(gather.source(np.float32), "K") is None
     # a folder that cannot be written leaves the kernel uncached, it does not fail
     stored.locator.ensure_cache_path = lambda: (_ for _ in ()).throw(PermissionError("read-only"))
     cache("K2").save_overload(sig, stored)

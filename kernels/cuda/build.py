@@ -43,7 +43,9 @@ def compile(signature, factory, *args):
         return cuda.jit(signature)(source)
     from . import disk_cache
     kernel = cuda.jit(source)  # a lazy dispatcher, as cuda.jit(signature) makes before compiling
-    kernel._cache = disk_cache.KernelCache(source, cache_key(factory, args))
+    cache = disk_cache.for_kernel(source, cache_key(factory, args))
+    if cache is not None:
+        kernel._cache = cache
     kernel.compile(signature)
     kernel._specialized = True  # as cuda.jit(signature): one signature, launches skip dispatch
     kernel.disable_compile()

@@ -61,6 +61,15 @@ def settings(config):
     return tuple((k, repr(v)) for k, v in sorted(vars(config).items()) if k.isupper())
 
 
+def for_kernel(py_func, key):
+    """py_func's KernelCache, or None where no folder can hold one (numba finds none writable:
+    then the kernel is compiled in every process, as without a cache)."""
+    try:
+        return KernelCache(py_func, key)
+    except (RuntimeError, OSError):
+        return None
+
+
 class KernelCache:
     """numba-cuda's cache interface for one kernel (what CUDADispatcher.compile calls:
     load_overload before compiling, save_overload after), one file per kernel."""
