@@ -196,6 +196,36 @@ def test_disk_cache_key_follows_the_sources_the_settings_and_the_arguments(tmp_p
     assert key != build.cache_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
 
 
+_BUILD = """
+import hashlib, json, types
+import numba.cuda.dispatcher as dispatcher, numba.cuda.codegen as codegen
+# no GPU: the device is said to be an sm_80, and loading a kernel into a GPU context (bind) is
+# the one step skipped; numba-cuda compiles, saves and loads as on a GPU
+device = types.SimpleNamespace(compute_capability=(8, 0))
+dispatcher.get_current_device = lambda: device
+codegen.devices.get_context = lambda *a: types.SimpleNamespace(device=device)
+dispatcher._Kernel.bind = lambda self: None
+import numpy as np
+from fastbp.kernels.cuda import gather
+k = gather.gather(np.float32)
+ptx = next(iter(k.overloads.values()))._codelibrary.get_asm_str(cc=(8, 0))
+print(json.dumps({"hits": sum(k._cache_hits.values()), "misses": sum(k._cache_misses.values()),
+                  "specialized": k._specialized, "ptx": hashlib.sha256(ptx.encode()).hexdigest()}))
+"""
+
+
+def test_build_compiles_a_kernel_once_and_the_next_process_loads_it(tmp_path):
+    # build.compile through numba-cuda's own dispatcher, with the disk cache in numba's place
+    pytest.importorskip("numba.cuda")
+    import json
+    import os
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    first, second = [json.loads(subprocess.run([sys.executable, "-c", _BUILD], env=env, check=True,
+                                               capture_output=True, text=True).stdout) for _ in range(2)]
+    assert (first["misses"], first["hits"], second["misses"], second["hits"]) == (1, 0, 0, 1)
+    assert first["ptx"] == second["ptx"] and first["specialized"] and second["specialized"]
+
+
 class _Stored:
     """A stand-in for a compiled kernel and numba's reduce/rebuild of one: the file handling
     is what is tested here."""
