@@ -11,7 +11,8 @@ PyTorch CUDA on the same GPU. Writes bench/results/gpu-<device>-<date>.json and 
 2. MNIST 784-50-10, batch 100, SGD lr 0.1: one epoch of 600 training steps on Fashion-MNIST's
    60,000 training images (else the shared MNIST rows), data resident on the device, no
    accuracy pass: fastbp as fit runs it (the epoch kernel: one launch), fastbp's 3L + 2 launches
-   a step, PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
+   a step, those launches captured once as a CUDA graph and replayed (DeviceMLP.capture_steps),
+   PyTorch CUDA eager (nn.Linear, nn.ReLU, CrossEntropyLoss, optim.SGD), and PyTorch
    with the step captured once in a torch.cuda.CUDAGraph and replayed; the epoch kernel with its
    sums in 4, 8 and 16 chains a thread, each with its forward sums split over up to 1, 4, 8 and
    32 lanes, and the fastest of those on other grid shapes; fastbp.fit's epoch_seconds.
@@ -221,22 +222,37 @@ def fastbp_steps(sizes, x, t, batch, lr, seed, one_launch=None):
     return net, trainer, run
 
 
+def fastbp_graph(trainer, steps, lr):
+    """`steps` SGD steps of the launches (trainer: one_launch=False) captured once as a CUDA
+    graph (DeviceMLP.capture_steps): (replay, sync), a replay being all those steps."""
+    from cuda.core import Device
+    losses = cuda.device_array(steps, np.float64)
+    graph = trainer.dev.capture_steps(trainer.ws, trainer.x, trainer.t, trainer.order, 0, steps,
+                                      Optim(SGD, lr, 0.0, 0.0, 0.0), 0, trainer.state, losses)
+    stream = Device().create_stream()
+    return (lambda: graph.launch(stream)), stream.sync
+
+
 def bench_mnist(x, t, xt, tt, rounds, smoke):
     sizes, batch, lr = [x.shape[1], 50 if not smoke else 6, 10], 100 if not smoke else 8, 0.1
     per_epoch = len(x) // batch
     out = {"train_images": len(x), "steps_per_epoch": per_epoch, "launches_per_epoch": 1,
            "launches_per_step_referee": 3 * 2 + 2}
     net, trainer, run = fastbp_steps(sizes, x, t, batch, lr, 0)
-    _, _, run_launches = fastbp_steps(sizes, x, t, batch, lr, 0, one_launch=False)
+    _, launches, run_launches = fastbp_steps(sizes, x, t, batch, lr, 0, one_launch=False)
     eager, graphed, sync = torch_mlp(sizes, x, t, batch, lr, 0)
     contenders = {"fastbp": (lambda: run(0, per_epoch), cuda.synchronize),
                   "fastbp_launches": (lambda: run_launches(0, per_epoch), cuda.synchronize)}
+    try:  # the other way to take the host out: the launches of an epoch as one CUDA graph
+        contenders["fastbp_graph"] = fastbp_graph(launches, per_epoch, lr)
+    except Exception as e:  # a numba-cuda or cuda.core without graph capture: say so, go on
+        out["fastbp_graph_error"] = repr(e)
     if eager is not None:
         contenders["torch"] = (lambda: eager(0, per_epoch), sync)
         contenders["torch_graph"] = (lambda: graphed(0, per_epoch), sync)
     for name, s in interleaved(contenders, rounds).items():
         out[f"{name}_epoch_s"] = s
-    for name in ("fastbp_launches", "torch", "torch_graph"):
+    for name in ("fastbp_launches", "fastbp_graph", "torch", "torch_graph"):
         if f"{name}_epoch_s" in out:
             out[f"{name}_over_fastbp"] = out[f"{name}_epoch_s"] / out["fastbp_epoch_s"]
     # the epoch kernel's settings: its sums' chains and split (config.EPOCH_CHAINS, EPOCH_SPLIT)

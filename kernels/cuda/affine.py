@@ -38,6 +38,6 @@ def backward(dW, db, dz, x, dx=None, W=None, act_prev=0):
     return plan
 
 
-def run(plan):
+def run(plan, stream=0):
     for kernel, blocks, threads, args in plan:
-        kernel[blocks, threads](*args)
+        kernel[blocks, threads, stream](*args)

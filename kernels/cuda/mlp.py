@@ -10,7 +10,9 @@ A training step as launches is 3L + 2 of them and no host transfer:
 (784-50-10: 8 launches; one more for softmax with over config.ROW_THREAD_MAX_CLASSES
 classes). Where the epoch kernel applies and pays (epoch.py: softmax on up to that many
 classes, small layers), train_steps runs a whole chunk of steps as one launch instead; the
-launches stay as its referee (train_steps(..., one_launch=False)). The loss of each step
+launches stay as its referee (train_steps(..., one_launch=False)); capture_steps records
+those launches as a CUDA graph to replay (the other way to take the host out of the
+loop, timed beside the epoch kernel by bench/cuda_report.py). The loss of each step
 goes to a device array the host reads once per chunk of steps. Hidden layers use `act` (a
 code from fastbp.kernels.codes); the last layer gives the logits. `loss` picks the output loss: "softmax_ce" on (B,) int64 class ids
 (softmax_loss.py), or "mse", "half_squared", "logistic" on (B, C) float targets
@@ -95,11 +97,11 @@ class DeviceMLP:
         affine.run(ws.forward_plan(x))
         return ws.acts[-1]
 
-    def loss_grad(self, ws, x, t, losses, slot):
+    def loss_grad(self, ws, x, t, losses, slot, stream=0):
         # forward + the output loss + backward into self.grads; the loss into losses[slot]
-        affine.run(ws.forward_plan(x))
-        ws.output_loss(True, losses, t, slot)
-        affine.run(ws.backward_plan(x))
+        affine.run(ws.forward_plan(x), stream)
+        ws.output_loss(True, losses, t, slot, stream)
+        affine.run(ws.backward_plan(x), stream)
 
     def loss(self, ws, x, t, losses, slot):
         # forward + the mean loss into losses[slot]; no gradients
@@ -119,10 +121,30 @@ class DeviceMLP:
         if ws.one_launch if one_launch is None else one_launch:
             self._one_launch(ws, x, t, order, first, steps, optim, t0, state, losses)
             return
+        self._launch_steps(ws, x, t, order, first, steps, optim, t0, state, losses, 0)
+
+    def _launch_steps(self, ws, x, t, order, first, steps, optim, t0, state, losses, stream):
+        # the steps as 3L + 2 launches each, on `stream` (nothing else: capturable)
         for k in range(steps):
-            ws.gather[ws.gather_blocks, config.BLOCK](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)
-            self.loss_grad(ws, ws.xb, ws.tb, losses, k)
-            self.update(optim, t0 + k + 1, state)
+            ws.gather[ws.gather_blocks, config.BLOCK, stream](ws.xb, ws.tb, x, t, order, (first + k) * ws.B)
+            self.loss_grad(ws, ws.xb, ws.tb, losses, k, stream)
+            self.update(optim, t0 + k + 1, state, stream)
+
+    def capture_steps(self, ws, x, t, order, first, steps, optim, t0, state, losses):
+        """The launches of train_steps(..., one_launch=False) captured once as a CUDA graph
+        (cuda.core's GraphBuilder; every argument is baked in, the arrays by address): its
+        launch(stream) replays those steps, e.g. each epoch once new_epoch has written the
+        next row order into the same `order` array. A replay does not clear self.stop."""
+        from cuda.core import Device
+        ws.forward_plan(ws.xb)  # compiled and planned now: nothing may load or allocate
+        ws.backward_plan(ws.xb)  # while the stream is captured
+        builder = Device().create_graph_builder()
+        builder.begin_building()
+        try:
+            self._launch_steps(ws, x, t, order, first, steps, optim, t0, state, losses, builder)
+        finally:
+            graph = builder.end_building()
+        return graph.complete()
 
     def _one_launch(self, ws, x, t, order, first, steps, optim, t0, state, losses):
         if not self.epoch_ok:
@@ -138,13 +160,13 @@ class DeviceMLP:
             ws.aoff, cuda.to_device(lr_ts), first, steps, ws.B, self.act, opt, NP(lr), NP(hyper1),
             NP(1 - hyper1), NP(1 - hyper2), NP(wd))
 
-    def update(self, optim, step, state):
+    def update(self, optim, step, state, stream=0):
         """One optimizer update from self.grads (optim as in train_steps; step counts from 1;
         state (2, P) the optimizer's s0, s1); skipped once self.stop is set."""
         NP = self.NP
         opt, lr, hyper1, hyper2, wd = optim
         lr_t = _step_lr(optim, step)
-        self._update[self._update_blocks, config.BLOCK](
+        self._update[self._update_blocks, config.BLOCK, stream](
             self.params, self.grads, state[0], state[1], self.decay, self.stop, opt, NP(lr), NP(lr_t),
             NP(hyper1), NP(1 - hyper1), NP(1 - hyper2), NP(wd))
 
@@ -208,17 +230,17 @@ class _Workspace:
             self.epoch_blocks = epoch_kernel.blocks(kernel, block)
         return self._epoch[:2]
 
-    def output_loss(self, grad, losses, t, slot):
+    def output_loss(self, grad, losses, t, slot, stream=0):
         # on the last layer's output: its gradient into deltas[-1] (if grad), the loss into
         # losses[slot]; 1 launch, 2 for softmax over wide heads (softmax_loss.py)
         logits, d = self.acts[-1], self.deltas[-1]
         if not self.softmax:
-            self.entry[grad][1, config.ROWS_BLOCK](d, losses, logits, t, slot, self.net.stop)
+            self.entry[grad][1, config.ROWS_BLOCK, stream](d, losses, logits, t, slot, self.net.stop)
         elif self.row_per_thread:
-            self.softmax_kernels[grad][1, config.ROWS_BLOCK](d, losses, logits, t, slot, self.net.stop)
+            self.softmax_kernels[grad][1, config.ROWS_BLOCK, stream](d, losses, logits, t, slot, self.net.stop)
         else:
-            self.softmax_kernels[grad][logits.shape[0], config.ROWS_BLOCK](d, self.row_loss, logits, t)
-            self.mean_loss[1, config.ROWS_BLOCK](losses, self.row_loss, slot, self.net.stop)
+            self.softmax_kernels[grad][logits.shape[0], config.ROWS_BLOCK, stream](d, self.row_loss, logits, t)
+            self.mean_loss[1, config.ROWS_BLOCK, stream](losses, self.row_loss, slot, self.net.stop)
 
     def _act(self, l):
         return self.net.act if l < self.net.L - 1 else IDENTITY

@@ -4,6 +4,7 @@ optimizer, batch 1, width 1, one to three layers; the divergence stop; and the l
 real GPU insists are Python ints."""
 import numpy as np
 import pytest
+from numba import config as numba_config
 from numba import cuda
 
 import fastbp
@@ -27,9 +28,16 @@ def _steps(sizes, B, steps, one_launch, opt=SGD, dtype=np.float32, lr=0.1, act=R
     dev = DeviceMLP(sizes, act, layout, flat)
     state = cuda.to_device(0.01 * np.abs(rng.standard_normal((2, flat.size))).astype(dtype))
     losses = cuda.to_device(np.full(steps, np.nan))
-    dev.train_steps(dev.workspace(B), cuda.to_device(x), cuda.to_device(t),
-                    cuda.to_device(rng.permutation(N).astype(np.int64)), first, steps,
-                    Optim(opt, lr, 0.9, 0.999, wd), 7, state, losses, one_launch=one_launch)
+    args = (dev.workspace(B), cuda.to_device(x), cuda.to_device(t), cuda.to_device(rng.permutation(N).astype(np.int64)),
+            first, steps, Optim(opt, lr, 0.9, 0.999, wd), 7, state, losses)
+    if one_launch == "graph":  # the launches captured as a CUDA graph, then replayed
+        from cuda.core import Device
+        graph = dev.capture_steps(*args)
+        stream = Device().create_stream()
+        graph.launch(stream)
+        stream.sync()
+    else:
+        dev.train_steps(*args, one_launch=one_launch)
     return dev.params.copy_to_host(), state.copy_to_host(), losses.copy_to_host(), int(dev.stop.copy_to_host()[0])
 
 
@@ -43,6 +51,18 @@ def test_one_launch_takes_the_launches_steps(sizes, B, act, dtype):
     np.testing.assert_allclose(got[2], want[2], rtol=1e-5 if dtype == np.float32 else 1e-12)
     assert got[3] == want[3] == 0
     assert not np.array_equal(got[0], _steps(sizes, B, 0, True, act=act, dtype=dtype)[0])  # it trained
+
+
+@pytest.mark.skipif(numba_config.ENABLE_CUDASIM, reason="the simulator has no CUDA graphs")
+@pytest.mark.parametrize("opt", [SGD, ADAM])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_captured_launches_replay_the_launches_steps(opt, dtype):
+    # DeviceMLP.capture_steps: the same kernels with the same arguments, so the same bits
+    want = _steps((7, 5, 3), 4, 3, False, opt=opt, dtype=dtype)
+    got = _steps((7, 5, 3), 4, 3, "graph", opt=opt, dtype=dtype)
+    for g, w in zip(got[:3], want[:3]):
+        np.testing.assert_array_equal(g, w)
+    assert got[3] == want[3] == 0
 
 
 @pytest.mark.parametrize("setting,value,sizes,B,dtype", [
