@@ -225,11 +225,11 @@ def fastbp_steps(sizes, x, t, batch, lr, seed, one_launch=None):
 def fastbp_graph(trainer, steps, lr):
     """`steps` SGD steps of the launches (trainer: one_launch=False) captured once as a CUDA
     graph (DeviceMLP.capture_steps): (replay, sync), a replay being all those steps."""
-    from cuda.core import Device
+    from fastbp.kernels.cuda.mlp import core_device
     losses = cuda.device_array(steps, np.float64)
     graph = trainer.dev.capture_steps(trainer.ws, trainer.x, trainer.t, trainer.order, 0, steps,
                                       Optim(SGD, lr, 0.0, 0.0, 0.0), 0, trainer.state, losses)
-    stream = Device().create_stream()
+    stream = core_device().create_stream()
     return (lambda: graph.launch(stream)), stream.sync
 
 

@@ -40,6 +40,15 @@ def _step_lr(optim, step):
     return adam_lr(lr, hyper1, hyper2, step) if opt == ADAM else lr
 
 
+def core_device():
+    """cuda.core's Device for numba's current GPU, made current (its streams and graph
+    builders ask for that; it is the primary context, the one numba uses)."""
+    from cuda.core import Device
+    device = Device(cuda.get_current_device().id)
+    device.set_current()
+    return device
+
+
 def _blocks(n, block):
     return int((n + block - 1) // block)  # a launch takes Python ints only (not np.int64)
 
@@ -135,10 +144,9 @@ class DeviceMLP:
         (cuda.core's GraphBuilder; every argument is baked in, the arrays by address): its
         launch(stream) replays those steps, e.g. each epoch once new_epoch has written the
         next row order into the same `order` array. A replay does not clear self.stop."""
-        from cuda.core import Device
         ws.forward_plan(ws.xb)  # compiled and planned now: nothing may load or allocate
         ws.backward_plan(ws.xb)  # while the stream is captured
-        builder = Device().create_graph_builder()
+        builder = core_device().create_graph_builder()
         builder.begin_building()
         try:
             self._launch_steps(ws, x, t, order, first, steps, optim, t0, state, losses, builder)

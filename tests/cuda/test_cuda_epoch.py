@@ -31,9 +31,8 @@ def _steps(sizes, B, steps, one_launch, opt=SGD, dtype=np.float32, lr=0.1, act=R
     args = (dev.workspace(B), cuda.to_device(x), cuda.to_device(t), cuda.to_device(rng.permutation(N).astype(np.int64)),
             first, steps, Optim(opt, lr, 0.9, 0.999, wd), 7, state, losses)
     if one_launch == "graph":  # the launches captured as a CUDA graph, then replayed
-        from cuda.core import Device
         graph = dev.capture_steps(*args)
-        stream = Device().create_stream()
+        stream = device_mlp.core_device().create_stream()
         graph.launch(stream)
         stream.sync()
     else:
