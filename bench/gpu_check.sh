@@ -30,7 +30,7 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # the MPI test, where runs are root's
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 
-timeout "${TESTS_S:-240}" python3 -m pytest -q -rs tests/cuda tests/test_cuda_compile.py > "$out/pytest.log" 2>&1
+timeout "${TESTS_S:-240}" python3 -m pytest -q -rs --durations=15 tests/cuda tests/test_cuda_compile.py > "$out/pytest.log" 2>&1
 note pytest $?
 
 data=(--no-download)

@@ -119,9 +119,7 @@ class KernelCache:
             try:
                 with open(self._file(full), "rb") as f:
                     stored, payload = pickle.loads(f.read())
-            except FileNotFoundError:
-                return None
-            except Exception:  # unreadable or not ours: compile, and the save replaces it
+            except Exception:  # none yet, or unreadable: compile, and the save replaces it
                 return None
             if stored != full:
                 return None
