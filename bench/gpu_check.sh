@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything a GPU checks, in one command that fits in 10 minutes, each result a file in OUT:
-#   the CUDA tests on the GPU (pytest.log), compute-sanitizer's memcheck, racecheck and synccheck
-#   over 30 steps of `fastbp train --device cuda` (sanitizer-*.log), the benchmark
-#   (bench.cuda_report: report.log and its JSON), and summary.txt with each one's exit status.
+#   the CUDA tests on the GPU (pytest.log), the benchmark (bench.cuda_report: report.log and
+#   its JSON), compute-sanitizer's memcheck, racecheck and synccheck over 30 steps of
+#   `fastbp train --device cuda` (sanitizer-*.log), and summary.txt with each one's exit status.
 #
 #   bash bench/gpu_check.sh OUT [FASHION_DIR] [MNIST_DIR]
 #
@@ -10,7 +10,8 @@
 # fastbp goes in with --no-deps, no package index needed. FASHION_DIR: Fashion-MNIST's IDX files
 # (the benchmark's epoch; else MNIST rows); MNIST_DIR: MNIST's (the sanitizer's training run;
 # else the sample shipped with fastbp). Each stage has its own time limit (seconds, from the
-# environment: TESTS_S, SANITIZER_S each tool, REPORT_S) so a slow one still leaves the others.
+# environment: TESTS_S 230, REPORT_S 210, SANITIZER_S 40 each tool: 560 in all) so a slow one
+# still leaves the others.
 set -u
 out=${1:?usage: bash bench/gpu_check.sh OUT [FASHION_DIR] [MNIST_DIR]}
 fashion=${2:-}
@@ -30,15 +31,20 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # the MPI test, where runs are root's
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
 
-timeout "${TESTS_S:-240}" python3 -m pytest -q -rs --durations=15 tests/cuda tests/test_cuda_compile.py > "$out/pytest.log" 2>&1
+timeout "${TESTS_S:-230}" python3 -m pytest -q -rs --durations=15 tests/cuda tests/test_cuda_compile.py > "$out/pytest.log" 2>&1
 note pytest $?
+
+report=(--rounds 5 --out "$out")
+[ -n "$fashion" ] && report+=(--fashion "$fashion")
+timeout "${REPORT_S:-210}" python3 -m bench.cuda_report "${report[@]}" > "$out/report.log" 2>&1
+note report $?
 
 data=(--no-download)
 [ -n "$mnist" ] && data+=(--data-dir "$mnist")
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -1)
 if [ -n "$sanitizer" ]; then
     for tool in memcheck racecheck synccheck; do
-        timeout "${SANITIZER_S:-60}" "$sanitizer" --tool "$tool" --error-exitcode 99 \
+        timeout "${SANITIZER_S:-40}" "$sanitizer" --tool "$tool" --error-exitcode 99 \
             python3 -m fastbp train --device cuda --iters 30 --no-progress "${data[@]}" \
             --out "$out/sanitizer-run-$tool" > "$out/sanitizer-$tool.log" 2>&1
         note "sanitizer $tool" $?
@@ -47,8 +53,4 @@ else
     echo "sanitizer: compute-sanitizer not found" >> "$summary"
 fi
 
-report=(--rounds 5 --out "$out")
-[ -n "$fashion" ] && report+=(--fashion "$fashion")
-timeout "${REPORT_S:-240}" python3 -m bench.cuda_report "${report[@]}" > "$out/report.log" 2>&1
-note report $?
 cat "$summary"
