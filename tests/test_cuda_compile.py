@@ -293,6 +293,16 @@ def test_disk_cache_files(tmp_path, monkeypatch):
         m.setattr(disk_cache, "CUDACacheImpl", lambda py_func: (_ for _ in ()).throw(
             RuntimeError("cannot cache function: no locator available")))  # numba's words
         assert disk_cache.for_kernel(gather.source(np.float32), "K") is None
+    # a kernel numba cannot pickle stays uncached, one numba cannot rebuild is compiled: warnings
+    with monkeypatch.context() as m:
+        m.setattr(stored, "reduce", lambda kernel: (_ for _ in ()).throw(TypeError("cannot pickle")))
+        with pytest.warns(UserWarning, match="could not be cached"):
+            cache("K3").save_overload(sig, stored)
+    assert cache("K3").load_overload(sig, stored.context) is None
+    with monkeypatch.context() as m:
+        m.setattr(stored, "rebuild", lambda context, payload: (_ for _ in ()).throw(KeyError("codelibrary")))
+        with pytest.warns(UserWarning, match="did not load"):
+            assert cache().load_overload(sig, stored.context) is None
     # a folder that cannot be written leaves the kernel uncached, it does not fail
     stored.locator.ensure_cache_path = lambda: (_ for _ in ()).throw(PermissionError("read-only"))
     cache("K2").save_overload(sig, stored)

@@ -20,11 +20,12 @@ own file, named by a hash of everything that makes its code:
 The file holds that key in full and the kernel; its name is the function's, a hash of the
 sources and a hash of the whole key. Saving a kernel removes the function's files made from
 other sources, so an edited tree does not leave them piling up. A load whose key differs (a
-hash collision), or a file that cannot be read or unpickled, compiles instead.
+hash collision), or a file that cannot be read, unpickled or rebuilt, compiles instead; a
+kernel that cannot be pickled stays uncached, with a warning. The cache never fails a build.
 Files are written whole to a temporary name and renamed, so readers never see half of one.
 Where they go is numba's rule for its own caches: NUMBA_CACHE_DIR if set, else __pycache__
-beside the source if writable, else the user's cache folder. A folder that cannot be written
-leaves the kernel uncached, never fails the build. `make clean-cache` removes the files.
+beside the source if writable, else the user's cache folder; where none can be written, the
+kernel stays uncached. `make clean-cache` removes the files.
 """
 import functools
 import hashlib
@@ -32,6 +33,7 @@ import os
 import pickle
 import secrets
 import sys
+import warnings
 
 import numba
 import numba_cuda
@@ -123,13 +125,21 @@ class KernelCache:
                 return None
             if stored != full:
                 return None
-            return self._impl.rebuild(target_context, payload)
+            try:
+                return self._impl.rebuild(target_context, payload)
+            except Exception as e:  # a file this numba-cuda cannot take back: compile instead
+                warnings.warn(f"fastbp: a cached CUDA kernel did not load, compiling it ({e!r})")
+                return None
 
     def save_overload(self, sig, kernel):
         if getattr(kernel, "launch_config_sensitive", False):
             return  # compiled for one launch shape (never so here: every kernel is built eagerly)
         full = self._full_key(sig, kernel.codegen)
-        data = serialize.dumps((full, self._impl.reduce(kernel)))
+        try:
+            data = serialize.dumps((full, self._impl.reduce(kernel)))
+        except Exception as e:  # the kernel works; only the next process compiles it again
+            warnings.warn(f"fastbp: a CUDA kernel could not be cached ({e!r})")
+            return
         tmp = None
         try:
             self._impl.locator.ensure_cache_path()
