@@ -2,7 +2,8 @@
 # Everything a GPU checks, in one command that fits in 10 minutes, each result a file in OUT:
 #   the CUDA tests on the GPU (pytest.log), the benchmark (bench.cuda_report: report.log and
 #   its JSON), compute-sanitizer's memcheck, racecheck and synccheck over 30 steps of
-#   `fastbp train --device cuda` (sanitizer-*.log), and summary.txt with each one's exit status.
+#   `fastbp train --device cuda` (sanitizer-*.log; the last two with the epoch kernel's sums
+#   split), and summary.txt with each one's exit status.
 #
 #   bash bench/gpu_check.sh OUT [FASHION_DIR] [MNIST_DIR]
 #
@@ -42,12 +43,17 @@ note report $?
 data=(--no-download)
 [ -n "$mnist" ] && data+=(--data-dir "$mnist")
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2> /dev/null | head -1)
+# `fastbp train` with the epoch kernel's forward sums split over up to SPLIT lanes (its one use
+# of shared memory between threads besides the loss; config.EPOCH_SPLIT, 1 by default)
+train='import sys; from fastbp.kernels.cuda import config; config.EPOCH_SPLIT = int(sys.argv[1])
+from fastbp.cli import main; sys.exit(main(sys.argv[2:]))'
 if [ -n "$sanitizer" ]; then
-    for tool in memcheck racecheck synccheck; do
-        timeout "${SANITIZER_S:-40}" "$sanitizer" --tool "$tool" --error-exitcode 99 \
-            python3 -m fastbp train --device cuda --iters 30 --no-progress "${data[@]}" \
-            --out "$out/sanitizer-run-$tool" > "$out/sanitizer-$tool.log" 2>&1
-        note "sanitizer $tool" $?
+    for run in "memcheck 1" "racecheck 8" "synccheck 8"; do
+        set -- $run
+        timeout "${SANITIZER_S:-40}" "$sanitizer" --tool "$1" --error-exitcode 99 \
+            python3 -c "$train" "$2" train --device cuda --iters 30 --no-progress "${data[@]}" \
+            --out "$out/sanitizer-run-$1" > "$out/sanitizer-$1.log" 2>&1
+        note "sanitizer $1 (split $2)" $?
     done
 else
     echo "sanitizer: compute-sanitizer not found" >> "$summary"
