@@ -157,11 +157,11 @@ _KEYS = """
 import json, sys, types
 sys.path.insert(0, sys.argv[1])
 from test_cuda_compile import _kernels
-from fastbp.kernels.cuda import build, disk_cache
+from fastbp.kernels.cuda import disk_cache
 codegen = types.SimpleNamespace(magic_tuple=lambda: ((12, 9), (9, 0)))  # a runtime and an sm_90
 files = {}
 for name, NP, factory, args, sig, _ in _kernels():
-    cache = disk_cache.KernelCache(factory(*args), build.cache_key(factory, args))
+    cache = disk_cache.KernelCache(factory(*args), disk_cache.kernel_key(factory, args))
     files[f"{name}-{NP.__name__}"] = cache._file(cache._full_key(sig, codegen))
 print(json.dumps(files))
 """
@@ -180,7 +180,7 @@ def test_disk_cache_names_each_kernel_one_file_the_same_in_every_process():
 def test_disk_cache_key_follows_the_sources_the_settings_and_the_arguments(tmp_path, monkeypatch):
     pytest.importorskip("numba.cuda")
     import shutil
-    from fastbp.kernels.cuda import build, config, disk_cache, gemm
+    from fastbp.kernels.cuda import config, disk_cache, gemm
     root = tmp_path / "kernels"
     shutil.copytree(disk_cache.KERNELS, root, ignore=shutil.ignore_patterns("__pycache__"))
     before = disk_cache.sources_digest(str(root))
@@ -189,11 +189,11 @@ def test_disk_cache_key_follows_the_sources_the_settings_and_the_arguments(tmp_p
     path = root / "cuda" / "softmax_loss.py"
     path.write_text(path.read_text().replace("def _rows_sum(", "def _rows_sum( "))
     assert disk_cache.sources_digest.__wrapped__(str(root)) != before
-    key = build.cache_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
-    assert key != build.cache_key(gemm.source, ("tiled", False, False, 1, np.float64, None))
-    assert key != build.cache_key(gemm.source, ("tiled", True, False, 1, np.float32, None))
+    key = disk_cache.kernel_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
+    assert key != disk_cache.kernel_key(gemm.source, ("tiled", False, False, 1, np.float64, None))
+    assert key != disk_cache.kernel_key(gemm.source, ("tiled", True, False, 1, np.float32, None))
     monkeypatch.setattr(config, "TILE", 32)  # a setting the factory reads when its shape is None
-    assert key != build.cache_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
+    assert key != disk_cache.kernel_key(gemm.source, ("tiled", False, False, 1, np.float32, None))
 
 
 _BUILD = """
@@ -248,7 +248,7 @@ class _Stored:
 def test_disk_cache_files(tmp_path, monkeypatch):
     pytest.importorskip("numba.cuda")
     import os
-    from fastbp.kernels.cuda import build, disk_cache, gather
+    from fastbp.kernels.cuda import disk_cache, gather
     folder = tmp_path / "cache"
 
     def cache(key="K"):

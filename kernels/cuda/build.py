@@ -26,24 +26,17 @@ def array(NP, ndim):
     return types.Array(scalar(NP), ndim, "C")
 
 
-def cache_key(factory, args):
-    """What the disk cache keys a kernel on besides its signature and the device: the factory,
-    its arguments, the kernels' sources and config.py's settings (disk_cache.py)."""
-    from . import disk_cache
-    return (f"{factory.__module__}.{factory.__qualname__}", repr(args), disk_cache.sources_digest(),
-            disk_cache.settings(config))
-
-
 def compile(signature, factory, *args):
     """The kernel factory(*args) makes, for exactly `signature`: loaded from the disk cache,
-    else compiled now (and saved there). What cuda.jit(signature) does, with the disk cache's
-    key in place of numba's (which cannot key a factory's closures, disk_cache.py)."""
+    else compiled now (and saved there). What cuda.jit(signature) does, with the disk cache in
+    place of numba's (whose key leaves out what a kernel inlines from other files and
+    config.py's settings, disk_cache.py)."""
     source = factory(*args)
     if config.SIMULATOR:  # nothing to compile or cache: the simulator runs the Python
         return cuda.jit(signature)(source)
     from . import disk_cache
     kernel = cuda.jit(source)  # a lazy dispatcher, as cuda.jit(signature) makes before compiling
-    cache = disk_cache.for_kernel(source, cache_key(factory, args))
+    cache = disk_cache.for_kernel(source, disk_cache.kernel_key(factory, args))
     if cache is not None:
         kernel._cache = cache
     kernel.compile(signature)

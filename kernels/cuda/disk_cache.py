@@ -40,6 +40,8 @@ import numba_cuda
 from numba.cuda import serialize, utils
 from numba.cuda.dispatcher import CUDACacheImpl
 
+from . import config
+
 SUFFIX = ".fbk"  # (not numba's .nbi/.nbc: numba's cache tools do not know this layout)
 KERNELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the kernels package
 
@@ -58,9 +60,11 @@ def sources_digest(root=KERNELS):
     return h.hexdigest()
 
 
-def settings(config):
-    """config.py's settings as they are now: (NAME, repr(value)) pairs."""
-    return tuple((k, repr(v)) for k, v in sorted(vars(config).items()) if k.isupper())
+def kernel_key(factory, args):
+    """What a kernel is keyed on besides its signature and the device: the factory, its
+    arguments, the kernels' sources and config.py's settings as they are now."""
+    settings = tuple((k, repr(v)) for k, v in sorted(vars(config).items()) if k.isupper())
+    return f"{factory.__module__}.{factory.__qualname__}", repr(args), sources_digest(), settings
 
 
 def for_kernel(py_func, key):
